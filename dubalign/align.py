@@ -1,0 +1,415 @@
+"""The orchestrator: picture + dub in, dub on the picture's timeline out.
+
+    analyze_picture   decode the picture, track the lips, read its audio   (cacheable per picture)
+    align_dub         features -> sync matrix -> path -> time map -> render (per take)
+    align             both, then an atomic write
+
+Each stage is one named call followed by ``hook(stage, value)``, where progress bars and artifact
+dumps plug in. Progress inside a stage arrives as ``hook("progress", Progress(...))``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import media
+from .audio import frame_energy_db, log_mel, speech_activity, to_analysis
+from .errors import AlignmentError, ParameterError
+from .lips import LipTrack, track_lips
+from .path import dense_band, solve_path
+from .render import render
+from .sync import SyncMatrix, build_sync_matrix
+from .timemap import TimeMap, path_to_timemap
+from .units import FEATURE_RATE, PATH_RATE
+
+Hook = Callable[[str, object], None]
+
+FACE_LOST_WARN = 0.10  # share of picture frames without a face that earns a warning
+FACE_GAP_WARN_S = 1.0  # a single stretch without a face this long earns a warning
+LOW_CONFIDENCE = 0.35  # overall confidence under this earns a warning
+CONFIDENCE_SCALE = 3.0  # a path cell this many row standard deviations below its row = confidence 1
+EXTREME_STRETCH_MARGIN = 0.03  # stretch within this of a limit counts as 'at the limit'
+
+
+@dataclass(frozen=True)
+class AlignConfig:
+    """What the user can choose. Frozen: the CLI builds it once and the library only reads it."""
+
+    guide: str = "auto"  # "auto": fuse the picture's own audio when it has a track; "off": lips only
+    max_shift: float = 1.5  # s: how far the dub's start may move against the picture's start
+    min_stretch: float = 2 / 3  # slowest local rate (picture time per dub time) the map may use
+    max_stretch: float = 1.5  # fastest local rate the map may use
+    model: str = "auto"  # "auto" (trained if shipped, else interim), "trained", "interim"
+    renderer: str = "auto"  # "auto", "rubberband" or "vocoder"
+
+    def check(self) -> None:
+        if self.guide not in ("auto", "off"):
+            raise ParameterError(f"--guide must be 'auto' or 'off', not {self.guide!r}")
+        if not 0.0 < self.max_shift <= 30.0:
+            raise ParameterError(f"--max-shift must be between 0 and 30 seconds, not {self.max_shift}")
+        if not 0.0 < self.min_stretch < 1.0 < self.max_stretch:
+            raise ParameterError("stretch limits must satisfy 0 < min_stretch < 1 < max_stretch")
+        if self.model not in ("auto", "trained", "interim"):
+            raise ParameterError(f"model must be 'auto', 'trained' or 'interim', not {self.model!r}")
+        if self.renderer not in ("auto", "rubberband", "vocoder"):
+            raise ParameterError(f"renderer must be 'auto', 'rubberband' or 'vocoder', not {self.renderer!r}")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Progress inside a long stage: ``done`` of ``total`` units (total 0 when unknown)."""
+
+    stage: str
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class PictureAnalysis:
+    """Everything dubalign needs from one picture (region), independent of the dub.
+
+    audio : the picture's own audio, mono float32 at ANALYSIS_SR on the region's time, or None
+    """
+
+    path: str
+    start: float  # s: region start in the picture file
+    duration: float  # s: region length; the output has exactly this length
+    fps: float
+    width: int
+    height: int
+    track: LipTrack
+    audio: np.ndarray | None
+    timings: dict = field(default_factory=dict)
+
+    def save(self, path: str | Path) -> None:
+        """Save as .npz (atomically), to be reloaded with :meth:`load`."""
+        meta = {k: getattr(self, k) for k in ("path", "start", "duration", "fps", "width", "height")}
+        meta["timings"] = self.timings
+        meta["face"] = [int(self.track.face), int(self.track.n_faces), float(self.track.face_x)]
+        arrays = {f"track_{k}": getattr(self.track, k) for k in ("times", "present", "lips", "blendshapes", "crops")}
+        if self.audio is not None:
+            arrays["audio"] = self.audio
+        out = Path(path)
+        tmp = out.with_name(f".{out.name}.part")
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, meta=json.dumps(meta), **arrays)
+        tmp.replace(out)
+
+    @classmethod
+    def load(cls, path: str | Path) -> PictureAnalysis:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            face, n_faces, face_x = meta.pop("face")
+            track = LipTrack(
+                **{k: z[f"track_{k}"] for k in ("times", "present", "lips", "blendshapes", "crops")},
+                face=int(face), n_faces=int(n_faces), face_x=float(face_x),
+            )
+            audio = z["audio"] if "audio" in z.files else None
+        return cls(track=track, audio=audio, **meta)
+
+
+@dataclass(frozen=True)
+class AlignmentResult:
+    """The aligned dub and how it was obtained.
+
+    audio : [shape=(n_out, n_channels)] float32 on the picture timeline, n_out = duration * sr
+    confidence : [shape=(n_seconds,)] per dub second, in [0, 1] (NaN where the dub is silent)
+    """
+
+    audio: np.ndarray
+    sr: int
+    subtype: str
+    timemap: TimeMap
+    confidence: np.ndarray
+    overall_confidence: float
+    model: str
+    renderer: str
+    face: str
+    guide_weight: float
+    stretch_range: tuple[float, float]
+    timings: dict
+    warnings: list[str]
+
+    def to_json(self) -> dict:
+        """A JSON-ready report (everything but the audio)."""
+        return {
+            "sample_rate": self.sr,
+            "subtype": self.subtype,
+            "channels": int(self.audio.shape[1]),
+            "duration_s": round(len(self.audio) / self.sr, 4),
+            "model": self.model,
+            "renderer": self.renderer,
+            "face": self.face,
+            "guide_weight": round(self.guide_weight, 3),
+            "overall_confidence": round(self.overall_confidence, 3),
+            "confidence_per_second": [None if np.isnan(c) else round(float(c), 3) for c in self.confidence],
+            "stretch_range": [round(s, 3) for s in self.stretch_range],
+            "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
+            "warnings": list(self.warnings),
+            "time_map": self.timemap.to_json(),
+        }
+
+
+def _noop(stage: str, value: object) -> None:
+    pass
+
+
+@functools.lru_cache(maxsize=4)
+def load_lip_model(name: str = "auto"):
+    """The lip model for ``name`` (loaded once per process)."""
+    if name in ("auto", "trained"):
+        try:
+            from .model import load_model
+        except ImportError:
+            load_model = None
+        if load_model is not None:
+            try:
+                return load_model()
+            except Exception:
+                if name == "trained":
+                    raise
+        elif name == "trained":
+            raise ParameterError("the trained lip model is not part of this installation")
+    from .interim import InterimLipModel
+
+    return InterimLipModel()
+
+
+def analyze_picture(
+    picture: str | Path,
+    config: AlignConfig = AlignConfig(),
+    *,
+    start: float | None = None,
+    end: float | None = None,
+    hook: Hook | None = None,
+) -> PictureAnalysis:
+    """Decode a picture (or the region [start, end) s of it), track the lips, read its audio."""
+    config.check()
+    hook = hook or _noop
+    info = media.probe_picture(picture)
+    start = 0.0 if start is None else float(start)
+    if start < 0 or (end is not None and end <= start):
+        raise ParameterError(f"bad picture region {start}..{end} s")
+    timings: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    audio = None
+    if info.has_audio:
+        audio = media.read_picture_audio(picture, start=start, end=end)
+    timings["picture_audio"] = time.perf_counter() - t0
+    hook("picture_audio", audio)
+
+    expected = int(round(((end or info.duration) - start) * info.fps)) if info.fps else 0
+    decode_time = [0.0]
+
+    def frames() -> Iterator[tuple[float, np.ndarray]]:
+        it = media.iter_frames(picture, start=start, end=end)
+        while True:
+            t1 = time.perf_counter()
+            try:
+                t, rgb = next(it)
+            except StopIteration:
+                return
+            finally:
+                decode_time[0] += time.perf_counter() - t1
+            yield t - start, rgb
+
+    envelope = _envelope_fn(audio) if audio is not None else None
+    t0 = time.perf_counter()
+    track = track_lips(
+        frames(), audio_energy=envelope,
+        on_frame=lambda n: hook("progress", Progress("landmarks", n, expected)),
+    )
+    timings["decode"] = decode_time[0]
+    timings["landmarks"] = time.perf_counter() - t0 - decode_time[0]
+    hook("lips", track)
+
+    frame_dur = 1.0 / info.fps if info.fps else float(np.median(np.diff(track.times)))
+    duration = (end - start) if end is not None else max(info.duration - start, track.times[-1] + frame_dur)
+    return PictureAnalysis(
+        path=str(picture), start=start, duration=float(duration), fps=info.fps, width=info.width,
+        height=info.height, track=track, audio=audio, timings=timings,
+    )
+
+
+def _envelope_fn(audio: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """Energy of the picture audio at given times, for picking the speaking face."""
+    db = frame_energy_db(audio)
+
+    def at(times: np.ndarray) -> np.ndarray:
+        return db[np.clip(np.round(times * FEATURE_RATE).astype(int), 0, len(db) - 1)]
+
+    return at
+
+
+def align_dub(
+    picture: PictureAnalysis,
+    dub_path: str | Path,
+    config: AlignConfig = AlignConfig(),
+    *,
+    hook: Hook | None = None,
+) -> AlignmentResult:
+    """Align one dub to an analysed picture. Writes nothing."""
+    config.check()
+    hook = hook or _noop
+    timings = dict(picture.timings)
+
+    t0 = time.perf_counter()
+    dub = media.read_dub(dub_path)
+    y16 = to_analysis(dub.samples, dub.sr)
+    mel = log_mel(y16)
+    speech = speech_activity(y16)
+    timings["features"] = time.perf_counter() - t0
+    hook("features", mel)
+
+    pad = config.max_shift
+    if dub.duration * config.min_stretch > picture.duration + 2 * pad:
+        raise AlignmentError(
+            f"the dub ({dub.duration:.1f} s) is much longer than the picture ({picture.duration:.1f} s) "
+            f"plus --max-shift ({pad:g} s): trim the dub or give a longer picture"
+        )
+
+    t0 = time.perf_counter()
+    model = load_lip_model(config.model)
+    timings["model_load"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    n_pic = int(np.ceil((picture.duration + 2 * pad) * PATH_RATE)) + 1
+    start_cols = (0, int(round(2 * pad * PATH_RATE)))
+    col_start, width = dense_band(
+        len(mel), n_pic, start_cols=start_cols, min_slope=config.min_stretch, max_slope=config.max_stretch
+    )
+    use_guide = config.guide == "auto" and picture.audio is not None
+    matrix = build_sync_matrix(
+        picture.track, mel, model, duration=picture.duration, pad=pad, col_start=col_start,
+        width=width, picture_y16=picture.audio if use_guide else None,
+    )
+    timings["sync_matrix"] = time.perf_counter() - t0
+    hook("sync_matrix", matrix)
+
+    t0 = time.perf_counter()
+    path = solve_path(
+        matrix.costs, matrix.col_start, start_cols=start_cols, end_cols=None,
+        min_slope=config.min_stretch, max_slope=config.max_stretch,
+    )
+    timings["path"] = time.perf_counter() - t0
+    hook("path", path)
+
+    t0 = time.perf_counter()
+    timemap = path_to_timemap(
+        path, rate=PATH_RATE, pic_origin=-pad, min_stretch=config.min_stretch,
+        max_stretch=config.max_stretch, dub_speech=speech[: len(mel)],
+    )
+    timings["time_map"] = time.perf_counter() - t0
+    hook("time_map", timemap)
+
+    t0 = time.perf_counter()
+    n_out = int(round(picture.duration * dub.sr))
+    rendered = render(dub.samples, dub.sr, timemap, n_out=n_out, method=config.renderer)
+    timings["render"] = time.perf_counter() - t0
+    hook("render", rendered)
+
+    confidence, overall = _confidence(matrix, path, speech)
+    stretch = timemap.stretch()
+    result = AlignmentResult(
+        audio=rendered.audio, sr=dub.sr, subtype=dub.subtype, timemap=timemap,
+        confidence=confidence, overall_confidence=overall, model=model.name, renderer=rendered.method,
+        face=_describe_face(picture.track), guide_weight=matrix.guide_weight if use_guide else 0.0,
+        stretch_range=(float(stretch.min()), float(stretch.max())), timings=timings,
+        warnings=assess(picture, matrix, timemap, overall, config, use_guide),
+    )
+    hook("result", result)
+    return result
+
+
+def align(
+    picture: str | Path,
+    dub: str | Path,
+    output: str | Path,
+    config: AlignConfig = AlignConfig(),
+    *,
+    hook: Hook | None = None,
+) -> AlignmentResult:
+    """Align ``dub`` to ``picture`` and write the result to ``output`` (atomically).
+
+    Refuses to write over either input.
+    """
+    out = Path(output).resolve()
+    for p in (picture, dub):
+        if Path(p).exists() and out == Path(p).resolve():
+            raise ParameterError(f"the output {output} would overwrite an input: choose another name")
+    if not out.parent.is_dir():
+        raise ParameterError(f"the output folder {out.parent} does not exist")
+    media.read_dub(dub)  # fail fast on a bad dub, before the slow picture analysis
+    analysis = analyze_picture(picture, config, hook=hook)
+    result = align_dub(analysis, dub, config, hook=hook)
+    t0 = time.perf_counter()
+    media.write_audio(out, result.audio, result.sr, subtype=result.subtype)
+    result.timings["write"] = time.perf_counter() - t0
+    return result
+
+
+def _confidence(matrix: SyncMatrix, path, speech: np.ndarray) -> tuple[np.ndarray, float]:
+    """Per-dub-second confidence: how far the chosen cells sit below their rows, over speech."""
+    rows = np.asarray(path.dub_frames)
+    cols = np.asarray(path.pic_frames) - matrix.col_start[rows]
+    z = np.full(matrix.n_dub, np.nan)
+    np.fmin.at(z, rows, matrix.costs[rows, cols])  # several cells per row: keep the best
+    per_frame = np.clip(-z / CONFIDENCE_SCALE, 0.0, 1.0)
+    sp = speech[: matrix.n_dub] > 0.5
+    n_sec = int(np.ceil(matrix.n_dub / PATH_RATE))
+    conf = np.full(n_sec, np.nan)
+    for s in range(n_sec):
+        sl = slice(s * PATH_RATE, (s + 1) * PATH_RATE)
+        if sp[sl].sum() >= 0.1 * PATH_RATE:
+            conf[s] = float(np.nanmean(per_frame[sl][sp[sl]]))
+    overall = float(np.nanmean(per_frame[sp])) if sp.any() else 0.0
+    return conf, overall
+
+
+def _describe_face(track: LipTrack) -> str:
+    side = "left" if track.face_x < 0.4 else "right" if track.face_x > 0.6 else "centre"
+    found = 100.0 * track.present.mean()
+    return f"face {track.face + 1} of {track.n_faces} ({side}), found in {found:.0f}% of frames"
+
+
+def assess(
+    picture: PictureAnalysis, matrix: SyncMatrix, timemap: TimeMap, overall: float,
+    config: AlignConfig, use_guide: bool,
+) -> list[str]:
+    """Reasons not to trust the result, in words an editor can act on."""
+    warnings = []
+    present = picture.track.present
+    lost = 1.0 - present.mean()
+    if lost > FACE_LOST_WARN:
+        warnings.append(f"face lost in {100 * lost:.0f}% of frames: those spans follow the audio only")
+    gap, longest = 0, 0
+    for p in present:
+        gap = 0 if p else gap + 1
+        longest = max(longest, gap)
+    if picture.fps and longest / picture.fps >= FACE_GAP_WARN_S:
+        warnings.append(f"no face for {longest / picture.fps:.1f} s in a row")
+    if overall < LOW_CONFIDENCE:
+        warnings.append(f"low confidence ({overall:.2f}): check the sync by eye")
+    stretch = timemap.stretch()
+    at_limit = (stretch <= config.min_stretch * (1 + EXTREME_STRETCH_MARGIN)) | (
+        stretch >= config.max_stretch * (1 - EXTREME_STRETCH_MARGIN)
+    )
+    if at_limit.mean() > 0.05:
+        warnings.append(
+            f"extreme stretch ({stretch.min():.2f}x to {stretch.max():.2f}x) over "
+            f"{100 * at_limit.mean():.0f}% of the line: listen for artefacts"
+        )
+    if config.guide == "auto" and picture.audio is None:
+        warnings.append("the picture has no audio track: aligned on the lips only")
+    elif use_guide and matrix.guide_weight < 0.2:
+        warnings.append("the picture's audio looks too noisy to guide: aligned mostly on the lips")
+    return warnings
+

@@ -1,0 +1,222 @@
+"""Lips: track the face in every picture frame and extract what the mouth does.
+
+MediaPipe Face Landmarker (video mode) gives 478 landmarks and 52 blendshapes per face. From them,
+per frame: the 40 lip landmarks normalised for head position, roll and scale; the blendshapes; and a
+grey mouth crop cut along the eye line at a size set by the eye distance (so it does not change
+with how wide the mouth is open). Frames without a face are marked and carry zeros.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .errors import AlignmentError, MediaError
+
+# MediaPipe face-mesh indices: outer lip contour (20) then inner lip contour (20).
+LIP_OUTER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
+LIP_INNER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191)
+LIP_POINTS = LIP_OUTER + LIP_INNER
+INNER_TOP, INNER_BOTTOM = 13, 14  # mid points of the inner lips: their gap is the mouth opening
+EYE_RIGHT_OUTER, EYE_LEFT_OUTER = 33, 263  # eye corners: the face's own scale and roll
+N_BLENDSHAPES = 52
+
+CROP_H, CROP_W = 48, 96  # px of the normalised mouth crop
+CROP_WIDTH_EYES = 0.9  # crop width as a multiple of the outer eye-corner distance
+CROP_DROP_EYES = 0.05  # crop centre below the lip centre, in eye distances (include the chin a bit)
+MAX_FACES = 2  # faces tracked at once; the speaking one is kept
+MATCH_RADIUS = 0.15  # a detection continues a track when within this share of the frame width
+
+
+@dataclass(frozen=True)
+class LipTrack:
+    """The mouth of the chosen face, frame by frame.
+
+    times : [shape=(n_frames,)] picture time of each frame (s), from the frames' own timestamps
+    present : [shape=(n_frames,)] bool, face found in the frame
+    lips : [shape=(n_frames, 40, 2)] float32 lip landmarks, centred on the mouth, de-rotated,
+        divided by the eye-corner distance
+    blendshapes : [shape=(n_frames, 52)] float32 MediaPipe blendshape scores
+    crops : [shape=(n_frames, CROP_H, CROP_W)] uint8 grey mouth crops
+    face : index of the chosen face among the tracked ones; n_faces how many were tracked
+    face_x : horizontal position of the chosen face (0 left .. 1 right), for the report
+    """
+
+    times: np.ndarray
+    present: np.ndarray
+    lips: np.ndarray
+    blendshapes: np.ndarray
+    crops: np.ndarray
+    face: int
+    n_faces: int
+    face_x: float
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.times)
+
+    def mouth_opening(self) -> np.ndarray:
+        """Inner-lip gap per frame in eye distances [shape=(n_frames,)]."""
+        top = LIP_POINTS.index(INNER_TOP)
+        bottom = LIP_POINTS.index(INNER_BOTTOM)
+        return np.linalg.norm(self.lips[:, bottom] - self.lips[:, top], axis=-1)
+
+
+def landmarker_model_path() -> str:
+    """Path of the shipped MediaPipe Face Landmarker model."""
+    ref = importlib.resources.files("dubalign.models") / "face_landmarker.task"
+    if not ref.is_file():
+        raise MediaError("the face landmarker model is missing from the installation; reinstall dubalign")
+    return str(ref)
+
+
+def make_landmarker(max_faces: int = MAX_FACES):
+    """A MediaPipe FaceLandmarker in video mode (one per picture: it tracks between frames)."""
+    from mediapipe.tasks import python as mp_tasks
+    from mediapipe.tasks.python import vision
+
+    options = vision.FaceLandmarkerOptions(
+        base_options=mp_tasks.BaseOptions(model_asset_path=landmarker_model_path()),
+        running_mode=vision.RunningMode.VIDEO,
+        num_faces=max_faces,
+        output_face_blendshapes=True,
+        min_face_detection_confidence=0.4,
+        min_face_presence_confidence=0.4,
+        min_tracking_confidence=0.4,
+    )
+    return vision.FaceLandmarker.create_from_options(options)
+
+
+@dataclass
+class _Track:
+    """A face followed across frames while tracking (internal, mutable)."""
+
+    x: float
+    y: float
+    last: int
+    rows: dict
+
+
+def track_lips(
+    frames: Iterable[tuple[float, np.ndarray]],
+    *,
+    audio_energy: Callable[[np.ndarray], np.ndarray] | None = None,
+    on_frame: Callable[[int], None] | None = None,
+) -> LipTrack:
+    """Run the face landmarker over ``frames`` and keep the speaking face.
+
+    frames : iterable of (time, rgb [shape=(h, w, 3)] uint8 contiguous), times increasing.
+    audio_energy : optional function giving the picture audio's energy envelope at given times;
+        when present the speaking face is the one whose mouth opening follows it best, otherwise
+        the one whose mouth moves most.
+    on_frame : called with the number of frames done so far (progress).
+    """
+    import mediapipe as mp
+
+    times: list[float] = []
+    tracks: list[_Track] = []
+    last_ms = -1
+    with make_landmarker() as landmarker:
+        for i, (t, rgb) in enumerate(frames):
+            times.append(t)
+            ms = max(int(round(t * 1000)), last_ms + 1)  # mediapipe needs strictly increasing stamps
+            last_ms = ms
+            result = landmarker.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb), ms)
+            h, w = rgb.shape[:2]
+            grey = None
+            for k, marks in enumerate(result.face_landmarks):
+                pts = np.array([(p.x * w, p.y * h) for p in marks], dtype=np.float32)
+                if grey is None:
+                    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+                row = _frame_features(pts, grey, result.face_blendshapes[k] if result.face_blendshapes else None)
+                cx, cy = pts[list(LIP_OUTER)].mean(axis=0) / w
+                track = _nearest_track(tracks, cx, cy, i)
+                if track is None:
+                    tracks.append(_Track(cx, cy, i, {i: row}))
+                else:
+                    track.x, track.y, track.last = cx, cy, i
+                    track.rows[i] = row
+            if on_frame is not None:
+                on_frame(i + 1)
+    n = len(times)
+    if n == 0:
+        raise MediaError("the picture has no decodable video frames")
+    if not tracks:
+        raise AlignmentError("no face found in the picture: dubalign needs the speaker's face on screen")
+    t = np.asarray(times, dtype=np.float64)
+    candidates = [_assemble(tr, n, t) for tr in tracks if len(tr.rows) >= max(3, 0.1 * n)] or [
+        _assemble(max(tracks, key=lambda tr: len(tr.rows)), n, t)
+    ]
+    scores = [_speaking_score(c, audio_energy) for c in candidates]
+    best = int(np.argmax(scores))
+    chosen = candidates[best]
+    return LipTrack(
+        times=t, present=chosen["present"], lips=chosen["lips"], blendshapes=chosen["blend"],
+        crops=chosen["crops"], face=best, n_faces=len(candidates), face_x=float(chosen["x"]),
+    )
+
+
+def _nearest_track(tracks: list[_Track], x: float, y: float, frame: int) -> _Track | None:
+    best, best_d = None, MATCH_RADIUS
+    for tr in tracks:
+        if tr.last == frame:  # already matched in this frame
+            continue
+        d = float(np.hypot(tr.x - x, tr.y - y))
+        if d < best_d:
+            best, best_d = tr, d
+    return best
+
+
+def _frame_features(pts: np.ndarray, grey: np.ndarray, blend) -> tuple:
+    """Normalised lip landmarks, blendshapes and mouth crop of one face in one frame."""
+    eye_r, eye_l = pts[EYE_RIGHT_OUTER], pts[EYE_LEFT_OUTER]
+    eye_vec = eye_l - eye_r
+    eye_dist = float(np.hypot(*eye_vec)) + 1e-6
+    angle = float(np.degrees(np.arctan2(eye_vec[1], eye_vec[0])))
+    lip = pts[list(LIP_POINTS)]
+    centre = pts[list(LIP_OUTER)].mean(axis=0)
+    c, s = eye_vec / eye_dist
+    derotate = np.array([[c, s], [-s, c]], dtype=np.float32)
+    lips = ((lip - centre) @ derotate.T) / eye_dist
+
+    crop_centre = centre + np.array([-s, c]) * CROP_DROP_EYES * eye_dist
+    scale = CROP_W / (CROP_WIDTH_EYES * eye_dist)
+    m = cv2.getRotationMatrix2D((float(crop_centre[0]), float(crop_centre[1])), angle, scale)
+    m[0, 2] += CROP_W / 2 - crop_centre[0]
+    m[1, 2] += CROP_H / 2 - crop_centre[1]
+    crop = cv2.warpAffine(grey, m, (CROP_W, CROP_H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+    scores = np.zeros(N_BLENDSHAPES, np.float32)
+    if blend is not None:
+        scores[: len(blend)] = [b.score for b in blend][:N_BLENDSHAPES]
+    return lips.astype(np.float32), scores, crop
+
+
+def _assemble(track: _Track, n: int, times: np.ndarray) -> dict:
+    present = np.zeros(n, bool)
+    lips = np.zeros((n, len(LIP_POINTS), 2), np.float32)
+    blend = np.zeros((n, N_BLENDSHAPES), np.float32)
+    crops = np.zeros((n, CROP_H, CROP_W), np.uint8)
+    for i, (lp, bs, cr) in track.rows.items():
+        present[i], lips[i], blend[i], crops[i] = True, lp, bs, cr
+    return {"present": present, "lips": lips, "blend": blend, "crops": crops, "x": track.x, "times": times}
+
+
+def _speaking_score(c: dict, audio_energy: Callable[[np.ndarray], np.ndarray] | None) -> float:
+    """How much this face looks like the one speaking: mouth motion, or its fit to the audio."""
+    top, bottom = LIP_POINTS.index(INNER_TOP), LIP_POINTS.index(INNER_BOTTOM)
+    opening = np.linalg.norm(c["lips"][:, bottom] - c["lips"][:, top], axis=-1)
+    p = c["present"]
+    if p.sum() < 3:
+        return -np.inf
+    motion = float(np.std(opening[p])) * p.mean()
+    if audio_energy is None:
+        return motion
+    e = audio_energy(c["times"][p])
+    if np.std(e) < 1e-6 or np.std(opening[p]) < 1e-6:
+        return motion
+    return float(np.corrcoef(opening[p], e)[0, 1]) * p.mean() + 1e-3 * motion

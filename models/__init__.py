@@ -1,0 +1,1 @@
+"""Weights dubalign ships (see MODELS.md); loaded with importlib.resources, never downloaded."""
