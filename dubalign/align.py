@@ -23,9 +23,9 @@ from . import media
 from .audio import frame_energy_db, log_mel, speech_activity, to_analysis
 from .errors import AlignmentError, ParameterError
 from .lips import LipTrack, track_lips
-from .path import dense_band, solve_path
+from .path import WarpPath, band_around, solve_coarse_to_fine
 from .render import render
-from .sync import SyncMatrix, build_sync_matrix
+from .sync import SyncFeatures, sync_features
 from .timemap import TimeMap, path_to_timemap
 from .units import FEATURE_RATE, PATH_RATE
 
@@ -35,6 +35,8 @@ FACE_LOST_WARN = 0.10  # share of picture frames without a face that earns a war
 FACE_GAP_WARN_S = 1.0  # a single stretch without a face this long earns a warning
 LOW_CONFIDENCE = 0.35  # overall confidence under this earns a warning
 CONFIDENCE_SCALE = 3.0  # a path cell this many row standard deviations below its row = confidence 1
+CONFIDENCE_RADIUS = 150  # frames each side of the path against which its cells are compared
+LONG_LINE_S = 60.0  # s: longer dubs are solved in a corridor of +-2 --max-shift, coarse-to-fine
 EXTREME_STRETCH_MARGIN = 0.03  # stretch within this of a limit counts as 'at the limit'
 
 
@@ -281,24 +283,16 @@ def align_dub(
     timings["model_load"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    n_pic = int(np.ceil((picture.duration + 2 * pad) * PATH_RATE)) + 1
-    start_cols = (0, int(round(2 * pad * PATH_RATE)))
-    col_start, width = dense_band(
-        len(mel), n_pic, start_cols=start_cols, min_slope=config.min_stretch, max_slope=config.max_stretch
-    )
     use_guide = config.guide == "auto" and picture.audio is not None
-    matrix = build_sync_matrix(
-        picture.track, mel, model, duration=picture.duration, pad=pad, col_start=col_start,
-        width=width, picture_y16=picture.audio if use_guide else None,
+    features = sync_features(
+        picture.track, mel, model, duration=picture.duration, pad=pad,
+        picture_y16=picture.audio if use_guide else None,
     )
-    timings["sync_matrix"] = time.perf_counter() - t0
-    hook("sync_matrix", matrix)
+    timings["model"] = time.perf_counter() - t0
+    hook("sync_features", features)
 
     t0 = time.perf_counter()
-    path = solve_path(
-        matrix.costs, matrix.col_start, start_cols=start_cols, end_cols=None,
-        min_slope=config.min_stretch, max_slope=config.max_stretch,
-    )
+    path = _solve(features, config)
     timings["path"] = time.perf_counter() - t0
     hook("path", path)
 
@@ -316,14 +310,14 @@ def align_dub(
     timings["render"] = time.perf_counter() - t0
     hook("render", rendered)
 
-    confidence, overall = _confidence(matrix, path, speech)
+    confidence, overall = _confidence(features, path, speech)
     stretch = timemap.stretch()
     result = AlignmentResult(
         audio=rendered.audio, sr=dub.sr, subtype=dub.subtype, timemap=timemap,
         confidence=confidence, overall_confidence=overall, model=model.name, renderer=rendered.method,
-        face=_describe_face(picture.track), guide_weight=matrix.guide_weight if use_guide else 0.0,
+        face=_describe_face(picture.track), guide_weight=features.guide_weight,
         stretch_range=(float(stretch.min()), float(stretch.max())), timings=timings,
-        warnings=assess(picture, matrix, timemap, overall, config, use_guide),
+        warnings=assess(picture, features, timemap, overall, config, use_guide),
     )
     hook("result", result)
     return result
@@ -356,12 +350,36 @@ def align(
     return result
 
 
-def _confidence(matrix: SyncMatrix, path, speech: np.ndarray) -> tuple[np.ndarray, float]:
+def _solve(features: SyncFeatures, config: AlignConfig) -> WarpPath:
+    """The constrained DTW path through the sync matrix, coarse-to-fine when the line is long."""
+    pad_cols = int(round(config.max_shift * PATH_RATE))
+    corridor = None
+    if features.n_dub > LONG_LINE_S * PATH_RATE:
+        # long lines: no dub moment may move more than twice --max-shift, which bounds memory
+        corridor = (0, 4 * pad_cols)
+    pooled: dict[int, SyncFeatures] = {}
+
+    def cost_fn(col_start: np.ndarray, width: int, factor: int) -> np.ndarray:
+        if factor not in pooled:
+            pooled[factor] = features.pooled(factor)
+        return pooled[factor].band(col_start, width).costs
+
+    return solve_coarse_to_fine(
+        cost_fn, features.n_dub, features.n_pic, start_cols=(0, 2 * pad_cols), corridor=corridor,
+        min_slope=config.min_stretch, max_slope=config.max_stretch,
+    )
+
+
+def _confidence(features: SyncFeatures, path: WarpPath, speech: np.ndarray) -> tuple[np.ndarray, float]:
     """Per-dub-second confidence: how far the chosen cells sit below their rows, over speech."""
+    col_start, width = band_around(
+        (path.dub_frames, path.pic_frames), features.n_dub, features.n_pic, radius=CONFIDENCE_RADIUS
+    )
+    matrix = features.band(col_start, width)
     rows = np.asarray(path.dub_frames)
     cols = np.asarray(path.pic_frames) - matrix.col_start[rows]
-    z = np.full(matrix.n_dub, np.nan)
-    np.fmin.at(z, rows, matrix.costs[rows, cols])  # several cells per row: keep the best
+    z = np.full(matrix.n_dub, np.inf)
+    np.minimum.at(z, rows, matrix.costs[rows, cols])  # several cells per row: keep the best
     per_frame = np.clip(-z / CONFIDENCE_SCALE, 0.0, 1.0)
     sp = speech[: matrix.n_dub] > 0.5
     n_sec = int(np.ceil(matrix.n_dub / PATH_RATE))
@@ -369,8 +387,8 @@ def _confidence(matrix: SyncMatrix, path, speech: np.ndarray) -> tuple[np.ndarra
     for s in range(n_sec):
         sl = slice(s * PATH_RATE, (s + 1) * PATH_RATE)
         if sp[sl].sum() >= 0.1 * PATH_RATE:
-            conf[s] = float(np.nanmean(per_frame[sl][sp[sl]]))
-    overall = float(np.nanmean(per_frame[sp])) if sp.any() else 0.0
+            conf[s] = float(np.mean(per_frame[sl][sp[sl]]))
+    overall = float(np.mean(per_frame[sp])) if sp.any() else 0.0
     return conf, overall
 
 
@@ -381,7 +399,7 @@ def _describe_face(track: LipTrack) -> str:
 
 
 def assess(
-    picture: PictureAnalysis, matrix: SyncMatrix, timemap: TimeMap, overall: float,
+    picture: PictureAnalysis, features: SyncFeatures, timemap: TimeMap, overall: float,
     config: AlignConfig, use_guide: bool,
 ) -> list[str]:
     """Reasons not to trust the result, in words an editor can act on."""
@@ -409,7 +427,7 @@ def assess(
         )
     if config.guide == "auto" and picture.audio is None:
         warnings.append("the picture has no audio track: aligned on the lips only")
-    elif use_guide and matrix.guide_weight < 0.2:
+    elif use_guide and features.guide_weight < 0.2:
         warnings.append("the picture's audio looks too noisy to guide: aligned mostly on the lips")
     return warnings
 

@@ -33,19 +33,10 @@ class SyncMatrix:
 
     costs : [shape=(n_dub, width)] float32, +inf outside the picture-axis range
     col_start : [shape=(n_dub,)] int64, first full-matrix column of each row
-    pad : seconds of padding before picture time 0 (column 0 = picture time -pad)
-    n_pic : number of columns of the full matrix
-    guide_weight : weight of the guide term in [0, 1] (0 without a usable picture audio)
-    lip_contrast, guide_contrast : how sharply each source singles out a column, for the report
     """
 
     costs: np.ndarray
     col_start: np.ndarray
-    pad: float
-    n_pic: int
-    guide_weight: float
-    lip_contrast: float
-    guide_contrast: float
 
     @property
     def n_dub(self) -> int:
@@ -54,6 +45,73 @@ class SyncMatrix:
     @property
     def width(self) -> int:
         return self.costs.shape[1]
+
+
+@dataclass(frozen=True)
+class SyncFeatures:
+    """Per-frame vectors on both axes, from which any band of the cost matrix is computed.
+
+    lip_dub : [shape=(n_dub, E)] audio embeddings of the dub
+    lip_pic : [shape=(n_pic, E)] lip embeddings of the picture on the column grid
+    lip_valid : [shape=(n_pic,)] bool, columns whose frame shows the face
+    guide_dub, guide_pic : [shape=(n_dub, M)], [shape=(n_pic, M)] unit log-mel vectors, or None
+    guide_weight : weight of the guide term in [0, 1] (0 without a usable picture audio)
+    pad : seconds of padding before picture time 0 (column 0 = picture time -pad)
+    factor : how many PATH_RATE frames each row/column stands for (1, or pooled)
+    """
+
+    lip_dub: np.ndarray
+    lip_pic: np.ndarray
+    lip_valid: np.ndarray
+    metric: str
+    guide_dub: np.ndarray | None
+    guide_pic: np.ndarray | None
+    guide_weight: float
+    pad: float
+    factor: int = 1
+
+    @property
+    def n_dub(self) -> int:
+        return len(self.lip_dub)
+
+    @property
+    def n_pic(self) -> int:
+        return len(self.lip_pic)
+
+    def pooled(self, factor: int) -> SyncFeatures:
+        """The same features averaged over ``factor`` frames on both axes (for a coarse pass)."""
+        if factor == 1:
+            return self
+
+        def pool(x):
+            if x is None:
+                return None
+            n = -(-len(x) // factor) * factor
+            padded = np.concatenate([x, np.repeat(x[-1:], n - len(x), axis=0)])
+            return padded.reshape(n // factor, factor, *x.shape[1:]).mean(axis=1)
+
+        def unit(x):
+            return None if x is None else x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-8)
+
+        lip_dub, lip_pic = pool(self.lip_dub), pool(self.lip_pic)
+        if self.metric == "cosine":
+            lip_dub, lip_pic = unit(lip_dub), unit(lip_pic)
+        return SyncFeatures(
+            lip_dub=lip_dub, lip_pic=lip_pic, lip_valid=pool(self.lip_valid.astype(float)) > 0.5,
+            metric=self.metric, guide_dub=unit(pool(self.guide_dub)), guide_pic=unit(pool(self.guide_pic)),
+            guide_weight=self.guide_weight, pad=self.pad, factor=self.factor * factor,
+        )
+
+    def band(self, col_start: np.ndarray, width: int) -> SyncMatrix:
+        """Fused, row-normalised costs over a band (cells past the picture axis are +inf)."""
+        lip = banded_distance(self.lip_dub, self.lip_pic, col_start, width, metric=self.metric)
+        idx = np.clip(col_start[:, None] + np.arange(width), 0, self.n_pic - 1)
+        fused = zscore_rows(lip, self.lip_valid[idx])
+        if self.guide_dub is not None and self.guide_weight > 0:
+            guide = banded_distance(self.guide_dub, self.guide_pic, col_start, width, metric="cosine")
+            fused = (1.0 - self.guide_weight) * fused + self.guide_weight * zscore_rows(guide)
+        costs = np.where(np.isfinite(lip), fused, np.inf).astype(np.float32)
+        return SyncMatrix(costs=costs, col_start=col_start)
 
 
 def picture_grid(duration: float, pad: float) -> np.ndarray:
@@ -126,11 +184,6 @@ def zscore_rows(costs: np.ndarray, valid: np.ndarray | None = None) -> np.ndarra
     return z.astype(np.float32)
 
 
-def contrast(z: np.ndarray) -> float:
-    """How far below its row the best cell lies, in standard deviations (median over rows)."""
-    return float(np.median(-z.min(axis=1))) if z.size else 0.0
-
-
 def guide_weight_from_audio(y16: np.ndarray) -> float:
     """Trust in the picture audio as a guide, from its speech-to-noise dynamic range.
 
@@ -144,25 +197,40 @@ def guide_weight_from_audio(y16: np.ndarray) -> float:
     return float(1.0 / (1.0 + np.exp(-(dyn - GUIDE_SNR_MID_DB) / GUIDE_SNR_SLOPE_DB)))
 
 
-def lip_costs(
-    track: LipTrack, dub_mel: np.ndarray, model, grid: np.ndarray, col_start: np.ndarray, width: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Lip cost band and its validity mask (columns whose picture frame shows the face)."""
-    video = model.embed_video(track)  # (n_frames, E)
-    audio = model.embed_audio(dub_mel)  # (n_dub, E)
-    v = resample_rows(video, track.times, grid).astype(np.float32)
+def sync_features(
+    track: LipTrack,
+    dub_mel: np.ndarray,
+    model,
+    *,
+    duration: float,
+    pad: float,
+    picture_y16: np.ndarray | None = None,
+) -> SyncFeatures:
+    """Embed the lips and the dub (and the picture audio, when given) on the path grids.
+
+    dub_mel : [shape=(n_dub, N_MELS)] raw log-mel of the dub at FEATURE_RATE (= PATH_RATE)
+    picture_y16 : the picture's own audio at ANALYSIS_SR on picture time, or None (lips only)
+    """
+    grid = picture_grid(duration, pad)
+    video = resample_rows(model.embed_video(track), track.times, grid).astype(np.float32)
+    audio = model.embed_audio(dub_mel).astype(np.float32)
     if model.metric == "cosine":
-        v /= np.linalg.norm(v, axis=1, keepdims=True) + 1e-8
-    costs = banded_distance(audio.astype(np.float32), v, col_start, width, metric=model.metric)
-    valid_col = frame_validity(track, grid)
-    idx = np.clip(col_start[:, None] + np.arange(width), 0, len(grid) - 1)
-    return costs, valid_col[idx]
+        video /= np.linalg.norm(video, axis=1, keepdims=True) + 1e-8
+    guide_dub = guide_pic = None
+    guide_w = 0.0
+    if picture_y16 is not None:
+        guide_w = guide_weight_from_audio(picture_y16)
+        guide_dub, guide_pic = guide_vectors(dub_mel, picture_y16, grid)
+    return SyncFeatures(
+        lip_dub=audio, lip_pic=video, lip_valid=frame_validity(track, grid), metric=model.metric,
+        guide_dub=guide_dub, guide_pic=guide_pic, guide_weight=guide_w, pad=pad,
+    )
 
 
-def guide_costs(
-    dub_mel: np.ndarray, picture_y16: np.ndarray, grid: np.ndarray, col_start: np.ndarray, width: int
-) -> np.ndarray:
-    """Dub-vs-picture-audio cost band from per-utterance normalised log-mel (cosine distance)."""
+def guide_vectors(
+    dub_mel: np.ndarray, picture_y16: np.ndarray, grid: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Unit-length normalised log-mel vectors of the dub (rows) and the picture audio (columns)."""
     pic_mel = normalize_mel(log_mel(picture_y16))
     n = len(pic_mel)
     # picture audio frame k sits at picture time k / PATH_RATE; columns before 0 or past the end
@@ -173,39 +241,4 @@ def guide_costs(
     cols /= np.linalg.norm(cols, axis=1, keepdims=True) + 1e-8
     rows = normalize_mel(dub_mel)
     rows /= np.linalg.norm(rows, axis=1, keepdims=True) + 1e-8
-    return banded_distance(rows, cols.astype(np.float32), col_start, width, metric="cosine")
-
-
-def build_sync_matrix(
-    track: LipTrack,
-    dub_mel: np.ndarray,
-    model,
-    *,
-    duration: float,
-    pad: float,
-    col_start: np.ndarray,
-    width: int,
-    picture_y16: np.ndarray | None = None,
-) -> SyncMatrix:
-    """Fuse lip and guide costs over the band ``col_start``/``width``.
-
-    dub_mel : [shape=(n_dub, N_MELS)] raw log-mel of the dub at FEATURE_RATE (= PATH_RATE)
-    picture_y16 : the picture's own audio at ANALYSIS_SR on picture time, or None (lips only)
-    """
-    grid = picture_grid(duration, pad)
-    lip, lip_valid = lip_costs(track, dub_mel, model, grid, col_start, width)
-    lip_z = zscore_rows(lip, lip_valid)
-    finite = np.isfinite(lip)
-    guide_w, guide_c = 0.0, 0.0
-    fused = lip_z
-    if picture_y16 is not None:
-        guide_w = guide_weight_from_audio(picture_y16)
-        if guide_w > 0:
-            g_z = zscore_rows(guide_costs(dub_mel, picture_y16, grid, col_start, width))
-            guide_c = contrast(g_z)
-            fused = (1.0 - guide_w) * lip_z + guide_w * g_z
-    costs = np.where(finite, fused, np.inf).astype(np.float32)
-    return SyncMatrix(
-        costs=costs, col_start=col_start, pad=pad, n_pic=len(grid), guide_weight=guide_w,
-        lip_contrast=contrast(lip_z), guide_contrast=guide_c,
-    )
+    return rows.astype(np.float32), cols.astype(np.float32)

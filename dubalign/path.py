@@ -1,0 +1,671 @@
+"""The path solver: a constrained DTW through a banded dub x picture cost matrix.
+
+Rows are dub frames, columns picture frames, both on the ``PATH_RATE`` grid. The solver finds
+the cheapest monotone path that matches every dub row, starts in row 0 inside ``start_cols``,
+ends in the last row inside ``end_cols``, and never runs faster or slower than the stretch
+limits allow.
+
+Step pattern
+------------
+A step goes from vertex ``(i, j)`` to ``(i + a, j + b)``. The pattern holds every coprime
+``(a, b)`` with ``1 <= a, b <= max_step`` and ``min_slope <= b / a <= max_slope``; with the
+defaults (``max_step=3``, slopes 2/3..3/2) that is ``(1, 1)``, ``(2, 3)`` and ``(3, 2)``.
+Because every step already has an allowed slope there is no horizontal or vertical move to
+chain, so the slope constraint holds over every run, not only on average:
+
+* between any two vertices of the path, ``d(pic) / d(dub)`` lies in ``[s_min, s_max]``, the
+  smallest and largest step slopes (exactly ``[2/3, 3/2]`` by default);
+* between any two cells, the same holds up to one column of rounding at either end.
+
+The cells a step covers are the straight line between its vertices rounded to the grid (round
+half up): row ``i + k`` covers columns ``j + e[k-1] + 1 .. j + e[k]`` with
+``e[k] = round(k * b / a)`` (just ``j + e[k]`` when that range is empty). The returned path is
+therefore a connected staircase of ``(1, 0)``, ``(0, 1)`` and ``(1, 1)`` moves.
+
+Cost
+----
+Every dub row is charged once, with the mean cost of the cells it covers, so all paths are
+charged the same number of rows and length does not bias the result. Each step other than
+``(1, 1)`` adds ``jump_penalty``: on flat or ambiguous stretches the path then stays at slope 1.
+``WarpPath.cost`` is the total divided by the number of dub rows.
+
+Memory: the forward pass keeps the accumulated cost of only the last ``max_step + 1`` rows and an
+``int8`` backpointer per band cell, so it needs ``n_dub * width`` bytes beside the costs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from .errors import AlignmentError, ParameterError
+
+DEFAULT_MIN_SLOPE = 2.0 / 3.0  # slowest picture rate per dub frame: the dub stretched to 150 %
+DEFAULT_MAX_SLOPE = 1.5  # fastest: the dub compressed to 2/3 of its length
+DEFAULT_JUMP_PENALTY = 0.05  # cost units (costs of order 1) per non-diagonal step
+DEFAULT_MAX_STEP = 3  # longest step, in rows or columns; 3 gives the 2/3 and 3/2 steps
+
+_SLOPE_TOL = 1e-9  # so that 2/3 given as 0.6666... still admits the (3, 2) step
+_MAX_STEPS = 127  # backpointers are int8 (0 = no predecessor)
+
+_STRETCH_HINT = (
+    "dub and picture lengths differ more than the stretch limits allow; "
+    "raise --max-shift, widen the stretch limits or trim the dub"
+)
+
+
+@dataclass(frozen=True, eq=False)
+class WarpPath:
+    """A monotone path through the dub x picture grid, start to end.
+
+    dub_frames : np.ndarray [shape=(n,)] int64
+        Dub frame (row) of each cell, non-decreasing; every dub row appears at least once.
+    pic_frames : np.ndarray [shape=(n,)] int64
+        Picture frame (column) of each cell, non-decreasing.
+    cost : float
+        Accumulated cost (row costs plus penalties) divided by the number of dub rows.
+    """
+
+    dub_frames: np.ndarray
+    pic_frames: np.ndarray
+    cost: float
+
+    def __len__(self) -> int:
+        return int(self.dub_frames.shape[0])
+
+
+@dataclass(frozen=True, eq=False)
+class StepPattern:
+    """The step pattern derived from the slope limits (see the module docstring).
+
+    rows, cols : np.ndarray [shape=(n_steps,)] int64
+        Step ``s`` goes from ``(i, j)`` to ``(i + rows[s], j + cols[s])``; step 0 is ``(1, 1)``
+        when the limits admit it.
+    cell_lo, cell_hi : np.ndarray [shape=(n_steps, max_step)] int64
+        Row ``i + k`` (``k = 1 .. rows[s]``) covers the columns
+        ``j + cell_lo[s, k-1] .. j + cell_hi[s, k-1]``.
+    penalty : np.ndarray [shape=(n_steps,)] float64
+        Extra cost of each step: 0 for ``(1, 1)``, ``jump_penalty`` otherwise.
+    """
+
+    rows: np.ndarray
+    cols: np.ndarray
+    cell_lo: np.ndarray
+    cell_hi: np.ndarray
+    penalty: np.ndarray
+
+    @property
+    def slope_range(self) -> tuple[float, float]:
+        """Smallest and largest step slope: the range every run of the path stays in."""
+        slopes = self.cols / self.rows
+        return float(slopes.min()), float(slopes.max())
+
+
+def step_pattern(
+    *,
+    min_slope: float = DEFAULT_MIN_SLOPE,
+    max_slope: float = DEFAULT_MAX_SLOPE,
+    max_step: int = DEFAULT_MAX_STEP,
+    jump_penalty: float = DEFAULT_JUMP_PENALTY,
+) -> StepPattern:
+    """The steps, the cells each covers, and their penalties for the given slope limits."""
+    if not (0 < min_slope <= max_slope) or not math.isfinite(max_slope):
+        raise ParameterError(
+            f"slope limits must satisfy 0 < min_slope <= max_slope < inf, "
+            f"got {min_slope}, {max_slope}"
+        )
+    if not 1 <= max_step <= 8:
+        raise ParameterError(f"max_step must be in 1..8, got {max_step}")
+    if not (jump_penalty >= 0 and math.isfinite(jump_penalty)):
+        raise ParameterError(f"jump_penalty must be finite and >= 0, got {jump_penalty}")
+
+    steps = [
+        (a, b)
+        for a in range(1, max_step + 1)
+        for b in range(1, max_step + 1)
+        if math.gcd(a, b) == 1 and min_slope - _SLOPE_TOL <= b / a <= max_slope + _SLOPE_TOL
+    ]
+    if not steps:
+        raise ParameterError(
+            f"no step of at most {max_step} frames has a slope in [{min_slope}, {max_slope}]; "
+            "widen the slope limits or raise max_step"
+        )
+    # Diagonal first, then the mildest rate changes: the order only decides exact ties.
+    steps.sort(key=lambda ab: (abs(math.log(ab[1] / ab[0])), ab[0], ab[1]))
+    assert len(steps) <= _MAX_STEPS
+
+    n = len(steps)
+    cell_lo = np.zeros((n, max_step), dtype=np.int64)
+    cell_hi = np.zeros((n, max_step), dtype=np.int64)
+    for s, (a, b) in enumerate(steps):
+        prev = 0
+        for k in range(1, a + 1):
+            e = (2 * k * b + a) // (2 * a)  # round(k * b / a), halves up, in integers
+            cell_lo[s, k - 1] = prev + 1 if e > prev else e
+            cell_hi[s, k - 1] = e
+            prev = e
+    rows = np.array([a for a, _ in steps], dtype=np.int64)
+    cols = np.array([b for _, b in steps], dtype=np.int64)
+    penalty = np.where((rows == 1) & (cols == 1), 0.0, float(jump_penalty))
+    return StepPattern(rows=rows, cols=cols, cell_lo=cell_lo, cell_hi=cell_hi, penalty=penalty)
+
+
+# ----------------------------------------------------------------------------------------------
+# numba kernels
+
+
+@numba.njit(cache=True)
+def _forward(costs, col_start, start_lo, start_hi, rows, cols, cell_lo, cell_hi, penalty):
+    """Accumulated cost of the last row and the int8 backpointers (step index + 1)."""
+    n, w = costs.shape
+    n_steps = rows.shape[0]
+    depth = 1
+    for s in range(n_steps):
+        depth = max(depth, rows[s] + 1)
+    ring = np.full((depth, w), np.inf)  # accumulated cost of rows i - depth + 1 .. i
+    back = np.zeros((n, w), dtype=np.int8)
+
+    for t in range(w):
+        c = col_start[0] + t
+        if start_lo <= c <= start_hi:
+            ring[0, t] = costs[0, t]
+
+    for i in range(1, n):
+        r = i % depth
+        for t in range(w):
+            j = col_start[i] + t
+            best = np.inf
+            arg = 0
+            for s in range(n_steps):
+                a = rows[s]
+                i0 = i - a
+                if i0 < 0:
+                    continue
+                j0 = j - cols[s]
+                t0 = j0 - col_start[i0]
+                if t0 < 0 or t0 >= w:
+                    continue
+                prev = ring[i0 % depth, t0]
+                if prev == np.inf:
+                    continue
+                step = 0.0
+                for k in range(a):
+                    row = i0 + k + 1
+                    lo = j0 + cell_lo[s, k] - col_start[row]
+                    hi = j0 + cell_hi[s, k] - col_start[row]
+                    if lo < 0 or hi >= w:
+                        step = np.inf
+                        break
+                    acc = 0.0
+                    for u in range(lo, hi + 1):
+                        acc += costs[row, u]
+                    step += acc / (hi - lo + 1)
+                cand = prev + step + penalty[s]
+                if cand < best:
+                    best = cand
+                    arg = s + 1
+            ring[r, t] = best
+            back[i, t] = arg
+    return ring[(n - 1) % depth].copy(), back
+
+
+@numba.njit(cache=True)
+def _backtrace(back, col_start, end_col, rows, cols, cell_lo, cell_hi):
+    """Cells of the path ending at ``(n - 1, end_col)``, start to end."""
+    n = back.shape[0]
+    step_of = np.empty(n, dtype=np.int64)  # step taken into each vertex, vertices end to start
+    vert_j = np.empty(n, dtype=np.int64)
+    m = 0
+    i = n - 1
+    j = end_col
+    n_cells = 1
+    while i > 0:
+        s = back[i, j - col_start[i]] - 1
+        if s < 0:
+            raise RuntimeError("broken backpointer chain")
+        step_of[m] = s
+        vert_j[m] = j
+        m += 1
+        for k in range(rows[s]):
+            n_cells += cell_hi[s, k] - cell_lo[s, k] + 1
+        i -= rows[s]
+        j -= cols[s]
+
+    dub = np.empty(n_cells, dtype=np.int64)
+    pic = np.empty(n_cells, dtype=np.int64)
+    dub[0] = 0
+    pic[0] = j
+    q = 1
+    i = 0
+    for v in range(m - 1, -1, -1):
+        s = step_of[v]
+        for k in range(rows[s]):
+            for c in range(cell_lo[s, k], cell_hi[s, k] + 1):
+                dub[q] = i + k + 1
+                pic[q] = j + c
+                q += 1
+        i += rows[s]
+        j += cols[s]
+    return dub, pic
+
+
+# ----------------------------------------------------------------------------------------------
+# public solvers
+
+
+def _check_band(costs, col_start) -> tuple[np.ndarray, np.ndarray]:
+    costs = np.ascontiguousarray(costs, dtype=np.float32)
+    if costs.ndim != 2 or costs.shape[0] < 1 or costs.shape[1] < 1:
+        raise ParameterError(f"costs must be a non-empty (n_dub, width) matrix, got {costs.shape}")
+    if np.isnan(costs).any() or np.isneginf(costs).any():
+        raise ParameterError("costs contain NaN or -inf; mark forbidden cells with +inf")
+    col_start = np.ascontiguousarray(col_start, dtype=np.int64)
+    if col_start.shape != (costs.shape[0],):
+        raise ParameterError(
+            f"col_start must have one entry per cost row ({costs.shape[0]}), "
+            f"got shape {col_start.shape}"
+        )
+    if col_start[0] < 0 or (np.diff(col_start) < 0).any():
+        raise ParameterError("col_start must be non-negative and non-decreasing")
+    return costs, col_start
+
+
+def _check_range(name: str, cols) -> tuple[int, int]:
+    lo, hi = (int(c) for c in cols)
+    if lo > hi:
+        raise ParameterError(f"{name} must be an inclusive (first, last) range, got {cols}")
+    return lo, hi
+
+
+def _unreachable(what: str) -> AlignmentError:
+    return AlignmentError(f"no path satisfies the constraints: {what}; {_STRETCH_HINT}")
+
+
+def solve_path(
+    costs: np.ndarray,
+    col_start: np.ndarray,
+    *,
+    start_cols: tuple[int, int],
+    end_cols: tuple[int, int] | None = None,
+    min_slope: float = DEFAULT_MIN_SLOPE,
+    max_slope: float = DEFAULT_MAX_SLOPE,
+    jump_penalty: float = DEFAULT_JUMP_PENALTY,
+    max_step: int = DEFAULT_MAX_STEP,
+) -> WarpPath:
+    """Cheapest slope-limited path through a banded cost matrix (numba).
+
+    Parameters
+    ----------
+    costs : np.ndarray [shape=(n_dub, width)] float32
+        Row ``i`` holds the full-matrix columns ``col_start[i] .. col_start[i] + width - 1``;
+        ``+inf`` marks forbidden cells.
+    col_start : np.ndarray [shape=(n_dub,)] int
+        First full-matrix column of each row, non-negative and non-decreasing.
+    start_cols : (int, int)
+        Inclusive range of columns the path may start in (row 0).
+    end_cols : (int, int) or None
+        Inclusive range of columns the path may end in (last row); None: any column.
+    min_slope, max_slope : float
+        Limits on ``d(pic) / d(dub)``; they select the step pattern (see the module docstring).
+    jump_penalty : float
+        Extra cost of every non-diagonal step, in cost units.
+    max_step : int
+        Longest step in rows or columns; larger values give more step slopes.
+
+    Returns
+    -------
+    WarpPath
+        Start to end; ties go to the lowest end column and the earliest step in the pattern.
+
+    Raises
+    ------
+    ParameterError
+        Malformed band, ranges or limits.
+    AlignmentError
+        No path reaches ``end_cols`` from ``start_cols`` through finite cells.
+    """
+    costs, col_start = _check_band(costs, col_start)
+    start_lo, start_hi = _check_range("start_cols", start_cols)
+    pattern = step_pattern(
+        min_slope=min_slope, max_slope=max_slope, max_step=max_step, jump_penalty=jump_penalty
+    )
+    n, w = costs.shape
+    final, back = _forward(
+        costs,
+        col_start,
+        start_lo,
+        start_hi,
+        pattern.rows,
+        pattern.cols,
+        pattern.cell_lo,
+        pattern.cell_hi,
+        pattern.penalty,
+    )
+    end_col = _pick_end(
+        final, col_start[-1] + np.arange(w), end_cols, costs[0], col_start[0], (start_lo, start_hi)
+    )
+    dub, pic = _backtrace(
+        back,
+        col_start,
+        end_col,
+        pattern.rows,
+        pattern.cols,
+        pattern.cell_lo,
+        pattern.cell_hi,
+    )
+    return WarpPath(dub_frames=dub, pic_frames=pic, cost=float(final[end_col - col_start[-1]]) / n)
+
+
+def _pick_end(final, final_cols, end_cols, first_row, first_col, start) -> int:
+    """Lowest-cost column of the last row inside ``end_cols`` (lowest column on ties)."""
+    first_cols = first_col + np.arange(first_row.shape[0])
+    in_start = (first_cols >= start[0]) & (first_cols <= start[1])
+    if not np.isfinite(first_row[in_start]).any():
+        raise AlignmentError(
+            f"no finite cost in row 0 within start columns {start[0]}..{start[1]}; "
+            "the start range misses the band: widen --max-shift or check the picture padding"
+        )
+    allowed = np.isfinite(final)
+    if end_cols is not None:
+        lo, hi = _check_range("end_cols", end_cols)
+        allowed &= (final_cols >= lo) & (final_cols <= hi)
+    if not allowed.any():
+        where = "the last row" if end_cols is None else f"end columns {end_cols[0]}..{end_cols[1]}"
+        raise _unreachable(f"{where} cannot be reached from start columns {start[0]}..{start[1]}")
+    masked = np.where(allowed, final, np.inf)
+    return int(final_cols[int(np.argmin(masked))])
+
+
+def solve_path_reference(
+    costs: np.ndarray,
+    col_start: np.ndarray,
+    *,
+    start_cols: tuple[int, int],
+    end_cols: tuple[int, int] | None = None,
+    min_slope: float = DEFAULT_MIN_SLOPE,
+    max_slope: float = DEFAULT_MAX_SLOPE,
+    jump_penalty: float = DEFAULT_JUMP_PENALTY,
+    max_step: int = DEFAULT_MAX_STEP,
+) -> WarpPath:
+    """Plain Python version of :func:`solve_path` on the full matrix (slow; for tests).
+
+    Same parameters, semantics, tie-breaking and floating-point order of operations, so it
+    returns identical paths and costs.
+    """
+    costs, col_start = _check_band(costs, col_start)
+    start_lo, start_hi = _check_range("start_cols", start_cols)
+    pattern = step_pattern(
+        min_slope=min_slope, max_slope=max_slope, max_step=max_step, jump_penalty=jump_penalty
+    )
+    steps = [
+        (
+            int(a),
+            int(b),
+            [(int(lo), int(hi)) for lo, hi in zip(los[:a], his[:a], strict=True)],
+            float(p),
+        )
+        for a, b, los, his, p in zip(
+            pattern.rows,
+            pattern.cols,
+            pattern.cell_lo,
+            pattern.cell_hi,
+            pattern.penalty,
+            strict=True,
+        )
+    ]
+    n, w = costs.shape
+    n_cols = int(col_start[-1]) + w
+    full = np.full((n, n_cols), np.inf)
+    for i in range(n):
+        full[i, col_start[i] : col_start[i] + w] = costs[i]
+
+    acc = np.full((n, n_cols), np.inf)
+    back = np.full((n, n_cols), -1, dtype=np.int64)
+    for j in range(max(start_lo, 0), min(start_hi, n_cols - 1) + 1):
+        acc[0, j] = full[0, j]
+    for i in range(1, n):
+        for j in range(n_cols):
+            best, arg = np.inf, -1
+            for s, (a, b, cells, pen) in enumerate(steps):
+                i0, j0 = i - a, j - b
+                if i0 < 0 or j0 < 0 or acc[i0, j0] == np.inf:
+                    continue
+                step = 0.0
+                for k, (lo, hi) in enumerate(cells):
+                    total = 0.0
+                    for c in range(j0 + lo, j0 + hi + 1):
+                        total += full[i0 + k + 1, c]
+                    step += total / (hi - lo + 1)
+                cand = acc[i0, j0] + step + pen
+                if cand < best:
+                    best, arg = cand, s
+            acc[i, j], back[i, j] = best, arg
+
+    end_col = _pick_end(acc[-1], np.arange(n_cols), end_cols, full[0], 0, (start_lo, start_hi))
+    cell_runs = []
+    i, j = n - 1, end_col
+    while i > 0:
+        a, b, cells, _ = steps[back[i, j]]
+        i0, j0 = i - a, j - b
+        cell_runs.append(
+            [(i0 + k + 1, j0 + c) for k, (lo, hi) in enumerate(cells) for c in range(lo, hi + 1)]
+        )
+        i, j = i0, j0
+    path = [(0, j)] + [cell for run in reversed(cell_runs) for cell in run]
+    dub = np.array([p[0] for p in path], dtype=np.int64)
+    pic = np.array([p[1] for p in path], dtype=np.int64)
+    return WarpPath(dub_frames=dub, pic_frames=pic, cost=float(acc[-1, end_col]) / n)
+
+
+# ----------------------------------------------------------------------------------------------
+# bands
+
+
+def dense_band(
+    n_dub: int,
+    n_pic: int,
+    *,
+    start_cols: tuple[int, int],
+    end_cols: tuple[int, int] | None = None,
+    corridor: tuple[int, int] | None = None,
+    min_slope: float = DEFAULT_MIN_SLOPE,
+    max_slope: float = DEFAULT_MAX_SLOPE,
+) -> tuple[np.ndarray, int]:
+    """Smallest band holding every cell a slope-limited path from ``start_cols`` can visit.
+
+    The feasible region is the parallelogram opened by the slope limits from the start range
+    (cut by the one closing on ``end_cols`` when given), with one column of margin for the
+    rounding of the step cells, clipped to the columns ``0 .. n_pic - 1``.
+
+    Without ``corridor`` the band grows with ``(max_slope - min_slope) * n_dub``; for long
+    inputs pass the largest shift you accept as ``corridor=(lo, hi)``: row ``i`` then keeps
+    only the columns ``i + lo .. i + hi`` (a ``--max-shift`` of S seconds around a nominal
+    offset o frames is ``(o - S * PATH_RATE, o + S * PATH_RATE)``). The band may hold a few
+    cells outside the region (it has one width for all rows); those are merely unused by
+    paths that respect the slope limits, except that a corridor is only guaranteed if the
+    caller marks cells outside it +inf.
+
+    Returns
+    -------
+    col_start : np.ndarray [shape=(n_dub,)] int64
+        Non-decreasing; every band column lies in ``0 .. n_pic - 1``.
+    width : int
+
+    Raises
+    ------
+    AlignmentError
+        Some row has no feasible column (the lengths are incompatible with the slope limits).
+    """
+    if n_dub < 1 or n_pic < 1:
+        raise ParameterError(f"n_dub and n_pic must be >= 1, got {n_dub}, {n_pic}")
+    start_lo, start_hi = _check_range("start_cols", start_cols)
+    i = np.arange(n_dub)
+    lo = start_lo + np.floor(min_slope * i).astype(np.int64) - 1
+    hi = start_hi + np.ceil(max_slope * i).astype(np.int64) + 1
+    if end_cols is not None:
+        end_lo, end_hi = _check_range("end_cols", end_cols)
+        rest = n_dub - 1 - i
+        lo = np.maximum(lo, end_lo - np.ceil(max_slope * rest).astype(np.int64) - 1)
+        hi = np.minimum(hi, end_hi - np.floor(min_slope * rest).astype(np.int64) + 1)
+    if corridor is not None:
+        shift_lo, shift_hi = _check_range("corridor", corridor)
+        lo = np.maximum(lo, i + shift_lo)
+        hi = np.minimum(hi, i + shift_hi)
+    lo = np.clip(lo, 0, n_pic - 1)
+    hi = np.clip(hi, 0, n_pic - 1)
+    if (hi < lo).any() or lo[0] > start_hi or hi[0] < start_lo:
+        raise _unreachable(f"{n_dub} dub frames cannot span the allowed picture columns")
+    width = int((hi - lo).max()) + 1
+    col_start = np.clip(lo, 0, n_pic - width).astype(np.int64)
+    return col_start, width
+
+
+def band_around(
+    path: WarpPath | tuple[np.ndarray, np.ndarray],
+    n_dub: int,
+    n_pic: int,
+    *,
+    radius: int,
+    factor: int = 1,
+) -> tuple[np.ndarray, int]:
+    """A band of about ``+-radius`` columns around a (coarse) path, on the fine grid.
+
+    Parameters
+    ----------
+    path : WarpPath or (dub_frames, pic_frames)
+        Cells on a grid ``factor`` times coarser than the fine one (coarse cell ``(r, c)``
+        pools the fine rows ``r * factor ..`` and columns ``c * factor ..``).
+    n_dub, n_pic : int
+        Fine grid size.
+    radius : int
+        Half width in fine columns; about ``2 * factor`` covers the coarse grid's rounding.
+    factor : int
+        Pooling factor of the path's grid.
+
+    Returns
+    -------
+    col_start : np.ndarray [shape=(n_dub,)] int64
+        Non-decreasing; every band column lies in ``0 .. n_pic - 1``.
+    width : int
+        ``2 * radius + 1``, or ``n_pic`` when that is smaller.
+    """
+    if isinstance(path, WarpPath):
+        rows, cols = path.dub_frames, path.pic_frames
+    else:
+        rows, cols = (np.asarray(x, dtype=np.int64) for x in path)
+    if rows.size == 0 or rows.shape != cols.shape:
+        raise ParameterError("band_around needs a non-empty path with matching row/column arrays")
+    if radius < 0 or factor < 1 or n_dub < 1 or n_pic < 1:
+        raise ParameterError(
+            f"need radius >= 0, factor >= 1, n_dub, n_pic >= 1; got {radius}, {factor}, "
+            f"{n_dub}, {n_pic}"
+        )
+    coarse_rows = np.unique(rows)
+    mean_col = np.bincount(rows, weights=cols)[coarse_rows] / np.bincount(rows)[coarse_rows]
+    # Fine row i sits at coarse position (i + 0.5) / factor - 0.5 (cell centres line up);
+    # past the path's ends the centre line continues at slope 1.
+    u = (np.arange(n_dub) + 0.5) / factor - 0.5
+    centre = np.interp(u, coarse_rows, mean_col)
+    centre = np.where(u < coarse_rows[0], mean_col[0] + u - coarse_rows[0], centre)
+    centre = np.where(u > coarse_rows[-1], mean_col[-1] + u - coarse_rows[-1], centre)
+    centre = np.maximum.accumulate((centre + 0.5) * factor - 0.5)
+    width = min(2 * int(radius) + 1, n_pic)
+    col_start = np.clip(np.round(centre).astype(np.int64) - radius, 0, n_pic - width)
+    return col_start, width
+
+
+CostFn = Callable[[np.ndarray, int, int], np.ndarray]
+
+
+def solve_coarse_to_fine(
+    cost_fn: CostFn,
+    n_dub: int,
+    n_pic: int,
+    *,
+    start_cols: tuple[int, int],
+    end_cols: tuple[int, int] | None = None,
+    corridor: tuple[int, int] | None = None,
+    factor: int = 4,
+    radius: int = 12,
+    direct_max_cells: int = 30_000_000,
+    min_slope: float = DEFAULT_MIN_SLOPE,
+    max_slope: float = DEFAULT_MAX_SLOPE,
+    jump_penalty: float = DEFAULT_JUMP_PENALTY,
+    max_step: int = DEFAULT_MAX_STEP,
+) -> WarpPath:
+    """Solve directly in the dense band when it is small, else coarse first, then refine.
+
+    Parameters
+    ----------
+    cost_fn : callable ``(col_start, width, factor) -> np.ndarray [shape=(len(col_start), width)]``
+        Banded float32 costs on the grid pooled by ``factor`` (``factor=1``: the fine grid):
+        row ``r`` holds the pooled columns ``col_start[r] .. col_start[r] + width - 1`` of the
+        pooled rows ``0 .. len(col_start) - 1``. The bands asked for stay inside
+        ``0 .. ceil(n_pic / factor) - 1``.
+    n_dub, n_pic : int
+        Fine grid size (``PATH_RATE`` frames).
+    start_cols, end_cols, min_slope, max_slope, jump_penalty, max_step
+        As in :func:`solve_path`, on the fine grid.
+    corridor : (int, int) or None
+        As in :func:`dense_band`: the range of ``column - row`` offsets searched.
+    factor : int
+        Pooling factor of the coarse pass.
+    radius : int
+        Half width, in fine columns, of the band the fine pass searches around the coarse path.
+    direct_max_cells : int
+        Solve the dense band directly when it has at most this many cells.
+
+    Returns
+    -------
+    WarpPath
+        On the fine grid.
+    """
+    options = dict(
+        min_slope=min_slope, max_slope=max_slope, jump_penalty=jump_penalty, max_step=max_step
+    )
+    col_start, width = dense_band(
+        n_dub,
+        n_pic,
+        start_cols=start_cols,
+        end_cols=end_cols,
+        corridor=corridor,
+        min_slope=min_slope,
+        max_slope=max_slope,
+    )
+    if n_dub * width <= direct_max_cells or factor <= 1:
+        costs = cost_fn(col_start, width, 1)
+        return solve_path(costs, col_start, start_cols=start_cols, end_cols=end_cols, **options)
+
+    n_dub_c = -(-n_dub // factor)
+    n_pic_c = -(-n_pic // factor)
+    start_c = (start_cols[0] // factor, start_cols[1] // factor)
+    # One pooled column of slack at the end absorbs the rounding of both lengths.
+    end_c = None
+    if end_cols is not None:
+        end_c = (max(end_cols[0] // factor - 1, 0), min(end_cols[1] // factor + 1, n_pic_c - 1))
+    corridor_c = None
+    if corridor is not None:
+        corridor_c = (corridor[0] // factor - 1, -(-corridor[1] // factor) + 1)
+    col_start_c, width_c = dense_band(
+        n_dub_c,
+        n_pic_c,
+        start_cols=start_c,
+        end_cols=end_c,
+        corridor=corridor_c,
+        min_slope=min_slope,
+        max_slope=max_slope,
+    )
+    coarse = solve_path(
+        cost_fn(col_start_c, width_c, factor),
+        col_start_c,
+        start_cols=start_c,
+        end_cols=end_c,
+        **options,
+    )
+    col_start, width = band_around(coarse, n_dub, n_pic, radius=radius, factor=factor)
+    costs = cost_fn(col_start, width, 1)
+    return solve_path(costs, col_start, start_cols=start_cols, end_cols=end_cols, **options)

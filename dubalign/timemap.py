@@ -1,0 +1,216 @@
+"""The time map: a smooth, strictly monotone map between dub time and picture time.
+
+The solver's path is a staircase on the ``PATH_RATE`` grid; :func:`path_to_timemap` turns it
+into a piecewise-linear map whose local stretch stays inside the limits, so that it can be
+saved, inspected and rendered. Rendering only follows the map.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+
+from .errors import ParameterError
+from .path import DEFAULT_MAX_SLOPE, DEFAULT_MIN_SLOPE, WarpPath
+from .units import PATH_RATE
+
+DEFAULT_SMOOTHING = 0.08  # seconds: time scale below which rate changes are smoothed away
+DEFAULT_SPEECH_STIFFNESS = 10.0  # rate changes cost 10x more in speech, 10x less in pauses
+
+
+@dataclass(frozen=True, eq=False)
+class TimeMap:
+    """Piecewise-linear map between dub time and picture time.
+
+    dub_t : np.ndarray [shape=(n,)] float64
+        Knot times on the dub, seconds, strictly increasing.
+    pic_t : np.ndarray [shape=(n,)] float64
+        The matching times on the picture, seconds, strictly increasing.
+
+    Between the knots the map is linear; outside them it continues at slope 1 from the
+    nearest knot, so times before the first or after the last knot keep their offset.
+    """
+
+    dub_t: np.ndarray
+    pic_t: np.ndarray
+
+    def __post_init__(self):
+        dub_t = np.array(self.dub_t, dtype=np.float64)
+        pic_t = np.array(self.pic_t, dtype=np.float64)
+        if dub_t.ndim != 1 or dub_t.shape != pic_t.shape or dub_t.size < 2:
+            raise ParameterError(
+                f"a time map needs two 1-D knot arrays of equal length >= 2, "
+                f"got shapes {dub_t.shape} and {pic_t.shape}"
+            )
+        if not (np.isfinite(dub_t).all() and np.isfinite(pic_t).all()):
+            raise ParameterError("time map knots must be finite")
+        if (np.diff(dub_t) <= 0).any() or (np.diff(pic_t) <= 0).any():
+            raise ParameterError("time map knots must be strictly increasing on both axes")
+        dub_t.flags.writeable = False
+        pic_t.flags.writeable = False
+        object.__setattr__(self, "dub_t", dub_t)
+        object.__setattr__(self, "pic_t", pic_t)
+
+    @classmethod
+    def identity(cls, duration: float) -> TimeMap:
+        """Picture time equals dub time (knots at 0 and ``duration`` seconds)."""
+        return cls.shifted(0.0, duration=duration)
+
+    @classmethod
+    def shifted(cls, offset: float, *, duration: float = 1.0) -> TimeMap:
+        """Picture time = dub time + ``offset``: the dub plays ``offset`` seconds later.
+
+        ``duration`` only places the second knot; the map is exact at every time.
+        """
+        if not duration > 0:
+            raise ParameterError(f"duration must be > 0, got {duration}")
+        return cls(dub_t=np.array([0.0, duration]), pic_t=np.array([0.0, duration]) + offset)
+
+    def to_picture(self, dub_times) -> np.ndarray:
+        """Picture time of each dub time (seconds; any shape)."""
+        return _interp_slope1(np.asarray(dub_times, dtype=np.float64), self.dub_t, self.pic_t)
+
+    def to_dub(self, pic_times) -> np.ndarray:
+        """Dub time of each picture time (seconds; any shape); the inverse of ``to_picture``."""
+        return _interp_slope1(np.asarray(pic_times, dtype=np.float64), self.pic_t, self.dub_t)
+
+    def stretch(self) -> np.ndarray:
+        """Local slope ``d(pic) / d(dub)`` of each segment, shape ``(n - 1,)``.
+
+        Above 1 the dub is slowed down (stretched), below 1 sped up.
+        """
+        return np.diff(self.pic_t) / np.diff(self.dub_t)
+
+    def to_json(self) -> dict:
+        """A JSON-serialisable dict; :meth:`from_json` restores the same map."""
+        return {"dub_t": self.dub_t.tolist(), "pic_t": self.pic_t.tolist()}
+
+    @classmethod
+    def from_json(cls, d: dict) -> TimeMap:
+        """The map saved by :meth:`to_json`."""
+        try:
+            return cls(dub_t=np.asarray(d["dub_t"], float), pic_t=np.asarray(d["pic_t"], float))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ParameterError(
+                f"not a time map (need 'dub_t' and 'pic_t' lists of seconds): {exc}"
+            ) from exc
+
+
+def _interp_slope1(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    y = np.interp(x, xp, fp)
+    y = np.where(x < xp[0], fp[0] + (x - xp[0]), y)
+    return np.where(x > xp[-1], fp[-1] + (x - xp[-1]), y)
+
+
+def path_to_timemap(
+    path: WarpPath,
+    *,
+    rate: float = PATH_RATE,
+    pic_origin: float = 0.0,
+    smoothing: float = DEFAULT_SMOOTHING,
+    min_stretch: float = DEFAULT_MIN_SLOPE,
+    max_stretch: float = DEFAULT_MAX_SLOPE,
+    dub_speech: np.ndarray | None = None,
+    speech_stiffness: float = DEFAULT_SPEECH_STIFFNESS,
+) -> TimeMap:
+    """Smooth, strictly monotone time map that follows a solver path.
+
+    Each dub row takes the mean picture column it was matched to. That curve ``y`` is smoothed
+    with a Whittaker smoother, ``argmin_x sum (x - y)^2 + sum lam_i (x[i-1] - 2 x[i] + x[i+1])^2``,
+    whose curvature weight ``lam`` penalises changes of rate over about ``smoothing`` seconds.
+    The local slopes are then clipped to ``[min_stretch, max_stretch]`` and re-integrated with
+    the offset that keeps the map closest (least squares) to ``y``, so the limits hold exactly.
+
+    Parameters
+    ----------
+    path : WarpPath
+        Row ``i`` is dub time ``i / rate``, column ``j`` picture time ``pic_origin + j / rate``.
+    rate : float
+        Frames per second of both path axes.
+    pic_origin : float
+        Picture time of column 0, seconds (negative when the picture axis was padded before).
+    smoothing : float
+        Seconds; 0 keeps the path's own curve (still slope-clipped).
+    min_stretch, max_stretch : float
+        Limits on ``d(pic) / d(dub)``, enforced exactly on every segment.
+    dub_speech : np.ndarray [shape=(n_dub,)] or None
+        Speech probability per dub row in ``[0, 1]``. When given, the curvature weight is
+        multiplied by ``speech_stiffness ** (2 p - 1)``: rate changes move into pauses
+        instead of bending words.
+    speech_stiffness : float
+        See ``dub_speech``; >= 1.
+
+    Returns
+    -------
+    TimeMap
+        One knot per dub row (every ``1 / rate`` seconds).
+    """
+    if not 0 < min_stretch <= 1 <= max_stretch:
+        raise ParameterError(
+            f"need 0 < min_stretch <= 1 <= max_stretch, got {min_stretch}, {max_stretch}"
+        )
+    if not (rate > 0 and smoothing >= 0 and speech_stiffness >= 1):
+        raise ParameterError(
+            f"need rate > 0, smoothing >= 0, speech_stiffness >= 1; "
+            f"got {rate}, {smoothing}, {speech_stiffness}"
+        )
+    rows = np.asarray(path.dub_frames, dtype=np.int64)
+    cols = np.asarray(path.pic_frames, dtype=np.float64)
+    if rows.size == 0 or rows.min() < 0:
+        raise ParameterError("the path is empty or has negative dub frames")
+    n = int(rows.max()) + 1
+    counts = np.bincount(rows, minlength=n)
+    seen = counts > 0
+    mean = np.bincount(rows, weights=cols, minlength=n)[seen] / counts[seen]
+    # Rows a path skipped (not from solve_path, which matches every row) are interpolated.
+    y = np.interp(np.arange(n), np.flatnonzero(seen), mean)
+
+    if n == 1:
+        x = y
+    else:
+        lam = np.full(n, (smoothing * rate) ** 4)  # cutoff of a 2nd-order Whittaker ~ lam^(1/4)
+        if dub_speech is not None:
+            p = np.asarray(dub_speech, dtype=np.float64)
+            if p.shape != (n,) or not np.isfinite(p).all():
+                raise ParameterError(f"dub_speech must be finite with shape ({n},), got {p.shape}")
+            lam = lam * speech_stiffness ** (2 * np.clip(p, 0, 1) - 1)
+        x = _whittaker(y, lam)
+        slopes = np.clip(np.diff(x), min_stretch, max_stretch)
+        z = np.concatenate([[0.0], np.cumsum(slopes)])
+        x = z + np.mean(y - z)
+
+    if n == 1:  # a single row still needs two knots: continue at slope 1
+        x = np.array([x[0], x[0] + 1.0])
+        n = 2
+    dub_t = np.arange(n) / rate
+    return TimeMap(dub_t=dub_t, pic_t=pic_origin + x / rate)
+
+
+def _whittaker(y: np.ndarray, lam: np.ndarray) -> np.ndarray:
+    """Solve ``(I + D' diag(w) D) x = y``, D the second difference, w the curvature weights.
+
+    y, lam : np.ndarray [shape=(n,)]
+        ``lam[i]`` weighs the curvature at row ``i`` (used for rows ``1 .. n - 2``).
+    """
+    n = y.shape[0]
+    if n < 3 or not lam.any():
+        return y.copy()
+    w = lam[1:-1]  # one weight per second difference, centred on rows 1 .. n - 2
+    # D' diag(w) D is symmetric pentadiagonal; build its upper bands for solveh_banded.
+    d0 = np.zeros(n)
+    d1 = np.zeros(n - 1)
+    d2 = np.zeros(n - 2)
+    # Difference k touches rows k, k+1, k+2 with coefficients (1, -2, 1).
+    d0[:-2] += w
+    d0[1:-1] += 4 * w
+    d0[2:] += w
+    d1[:-1] += -2 * w
+    d1[1:] += -2 * w
+    d2 += w
+    ab = np.zeros((3, n))
+    ab[0, 2:] = d2
+    ab[1, 1:] = d1
+    ab[2] = 1.0 + d0
+    return scipy.linalg.solveh_banded(ab, y, lower=False, check_finite=False)

@@ -1,0 +1,341 @@
+"""The path solver: hand-computed cases, a planted path, reference equality, constraints."""
+
+import numpy as np
+import pytest
+
+from dubalign.errors import AlignmentError, ParameterError
+from dubalign.path import (
+    WarpPath,
+    band_around,
+    dense_band,
+    solve_coarse_to_fine,
+    solve_path,
+    solve_path_reference,
+    step_pattern,
+)
+
+
+def _full(costs):
+    costs = np.asarray(costs, dtype=np.float32)
+    return costs, np.zeros(costs.shape[0], dtype=np.int64)
+
+
+def _cells(path: WarpPath) -> list[tuple[int, int]]:
+    return list(zip(path.dub_frames.tolist(), path.pic_frames.tolist(), strict=True))
+
+
+def _band_of(full: np.ndarray, col_start: np.ndarray, width: int) -> np.ndarray:
+    """Cut a band out of a full matrix; columns past its right edge are +inf."""
+    padded = np.pad(full, ((0, 0), (0, width)), constant_values=np.inf)
+    idx = col_start[:, None] + np.arange(width)
+    return np.take_along_axis(padded, idx, axis=1).astype(np.float32)
+
+
+def _planted(rng, n_dub, n_pic, offset):
+    """Noise in [0.5, 1] with a zero-cost valley along a smooth curve of slope 0.8 .. 1.25."""
+    i = np.arange(n_dub)
+    curve = offset + i + 12.0 * np.sin(2 * np.pi * i / n_dub)  # slope 1 +- 0.25 at n_dub=300
+    truth = np.round(curve).astype(np.int64)
+    costs = rng.uniform(0.5, 1.0, size=(n_dub, n_pic))
+    costs[i, truth] = 0.0
+    return costs.astype(np.float32), curve
+
+
+def _row_mean(path: WarpPath) -> np.ndarray:
+    return np.bincount(path.dub_frames, weights=path.pic_frames) / np.bincount(path.dub_frames)
+
+
+# ---------------------------------------------------------------------------------------------
+# step pattern
+
+
+def test_default_step_pattern_is_diagonal_and_2_3_steps():
+    pattern = step_pattern()
+    steps = list(zip(pattern.rows.tolist(), pattern.cols.tolist(), strict=True))
+    assert steps == [(1, 1), (2, 3), (3, 2)]
+    assert pattern.slope_range == pytest.approx((2 / 3, 1.5))
+    # (2, 3): row +1 covers columns +1..+2, row +2 column +3
+    assert pattern.cell_lo[1, :2].tolist() == [1, 3]
+    assert pattern.cell_hi[1, :2].tolist() == [2, 3]
+    # (3, 2): rows +1, +2 on column +1, row +3 on column +2
+    assert pattern.cell_lo[2].tolist() == [1, 1, 2]
+    assert pattern.cell_hi[2].tolist() == [1, 1, 2]
+    assert pattern.penalty.tolist() == [0.0, 0.05, 0.05]
+
+
+def test_step_pattern_rejects_impossible_limits():
+    with pytest.raises(ParameterError):
+        step_pattern(min_slope=1.6, max_slope=1.5)
+    with pytest.raises(ParameterError):
+        step_pattern(min_slope=1.1, max_slope=1.2)  # no step of <= 3 frames in that range
+    with pytest.raises(ParameterError):
+        step_pattern(jump_penalty=-1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# hand-computed cases
+
+HAND_4X5 = [
+    [0, 9, 9, 9, 9],
+    [9, 1, 0, 9, 9],
+    [9, 9, 9, 0, 9],
+    [9, 9, 9, 9, 0],
+]
+
+
+@pytest.mark.parametrize("solver", [solve_path, solve_path_reference])
+def test_hand_4x5_takes_the_2_3_step(solver):
+    # From (0, 0) to row 3: diagonal 1+9+9=19; (3,2) 1+9+9+pen; (1,1)+(2,3) 1+4.5+0+pen;
+    # (2,3)+(1,1) mean(1,0)+0+0+pen = 0.55 wins.
+    path = solver(*_full(HAND_4X5), start_cols=(0, 0), end_cols=None, jump_penalty=0.05)
+    assert _cells(path) == [(0, 0), (1, 1), (1, 2), (2, 3), (3, 4)]
+    assert path.cost == pytest.approx(0.55 / 4)
+
+
+@pytest.mark.parametrize("solver", [solve_path, solve_path_reference])
+def test_hand_4x5_end_range_and_penalty(solver):
+    path = solver(*_full(HAND_4X5), start_cols=(0, 0), end_cols=(3, 3))
+    assert _cells(path) == [(0, 0), (1, 1), (2, 2), (3, 3)]
+    assert path.cost == pytest.approx(19 / 4)
+    # A large penalty makes any rate change dearer than the diagonal's 19.
+    path = solver(*_full(HAND_4X5), start_cols=(0, 0), jump_penalty=100.0)
+    assert _cells(path) == [(0, 0), (1, 1), (2, 2), (3, 3)]
+
+
+@pytest.mark.parametrize("solver", [solve_path, solve_path_reference])
+def test_hand_3x4_open_start(solver):
+    costs = [[1, 0, 1, 1], [1, 1, 0, 1], [1, 1, 1, 0]]
+    path = solver(*_full(costs), start_cols=(0, 1))
+    assert _cells(path) == [(0, 1), (1, 2), (2, 3)]
+    assert path.cost == 0.0
+    # Forced to start in column 0: diagonal 3 vs (2,3) step 1 + 0.5 + 0 + 0.05.
+    path = solver(*_full(costs), start_cols=(0, 0))
+    assert _cells(path) == [(0, 0), (1, 1), (1, 2), (2, 3)]
+    assert path.cost == pytest.approx(1.55 / 3)
+
+
+def test_single_row():
+    path = solve_path(*_full([[3, 1, 2]]), start_cols=(0, 2))
+    assert _cells(path) == [(0, 1)]
+    assert path.cost == 1.0
+
+
+def test_flat_costs_stay_diagonal():
+    path = solve_path(*_full(np.ones((50, 80))), start_cols=(10, 10))
+    assert _cells(path) == [(i, 10 + i) for i in range(50)]
+
+
+# ---------------------------------------------------------------------------------------------
+# reference equality
+
+
+def _random_case(rng):
+    n = int(rng.integers(1, 16))
+    width = int(rng.integers(1, 12))
+    col_start = np.concatenate([[0], np.cumsum(rng.integers(0, 3, size=n - 1))])
+    costs = rng.uniform(0, 1, size=(n, width)).astype(np.float32)
+    if rng.uniform() < 0.3:  # small integers: many exact ties, so tie-breaking is compared too
+        costs = np.floor(costs * 3)
+    costs[rng.uniform(size=costs.shape) < 0.05] = np.inf
+    s0 = int(rng.integers(0, width))
+    start = (s0, s0 + int(rng.integers(0, 4)))
+    end = None
+    if rng.uniform() < 0.5:
+        e0 = int(col_start[-1] + rng.integers(-2, width))
+        end = (e0, e0 + int(rng.integers(0, 6)))
+    options = [
+        {},
+        {"jump_penalty": 0.0},
+        {"max_step": 4, "jump_penalty": 0.2},
+        {"min_slope": 0.5, "max_slope": 2.0},
+    ][int(rng.integers(0, 4))]
+    return costs, col_start, dict(start_cols=start, end_cols=end, **options)
+
+
+def test_numba_matches_reference_on_random_bands(rng):
+    n_solved = 0
+    for _ in range(400):
+        costs, col_start, kwargs = _random_case(rng)
+        try:
+            expected = solve_path_reference(costs, col_start, **kwargs)
+        except AlignmentError:
+            with pytest.raises(AlignmentError):
+                solve_path(costs, col_start, **kwargs)
+            continue
+        got = solve_path(costs, col_start, **kwargs)
+        n_solved += 1
+        np.testing.assert_array_equal(got.dub_frames, expected.dub_frames)
+        np.testing.assert_array_equal(got.pic_frames, expected.pic_frames)
+        assert got.cost == expected.cost
+    assert n_solved > 200  # the comparison must mostly run on solvable cases
+
+
+# ---------------------------------------------------------------------------------------------
+# planted path, constraints
+
+
+def test_planted_path_is_recovered(rng):
+    costs, curve = _planted(rng, 300, 380, offset=30.0)
+    col_start, width = dense_band(300, 380, start_cols=(0, 60))
+    path = solve_path(_band_of(costs, col_start, width), col_start, start_cols=(0, 60))
+    assert np.abs(_row_mean(path) - np.round(curve)).max() <= 1.0
+    assert path.dub_frames[0] == 0 and path.dub_frames[-1] == 299
+
+
+def test_dense_band_matches_full_matrix(rng):
+    costs = rng.uniform(size=(60, 90)).astype(np.float32)
+    kwargs = dict(start_cols=(5, 12), end_cols=(60, 80))
+    full = solve_path(*_full(costs), **kwargs)
+    col_start, width = dense_band(60, 90, start_cols=(5, 12), end_cols=(60, 80))
+    assert width < 90
+    assert (np.diff(col_start) >= 0).all() and col_start[-1] + width <= 90
+    banded = solve_path(_band_of(costs, col_start, width), col_start, **kwargs)
+    assert _cells(banded) == _cells(full)
+    assert banded.cost == full.cost
+
+
+@pytest.mark.parametrize("options", [{}, {"max_step": 4}, {"min_slope": 0.8, "max_slope": 1.25}])
+def test_slope_limits_hold_on_every_run(rng, options):
+    # No penalty and pure noise: the path changes rate as often as it can.
+    costs = rng.uniform(size=(200, 260)).astype(np.float32)
+    path = solve_path(*_full(costs), start_cols=(0, 40), jump_penalty=0.0, **options)
+    lo, hi = step_pattern(**options).slope_range
+    d_row = np.diff(path.dub_frames)
+    d_col = np.diff(path.pic_frames)
+    assert set(zip(d_row.tolist(), d_col.tolist(), strict=True)) <= {(0, 1), (1, 0), (1, 1)}
+    assert np.arange(200).tolist() == np.unique(path.dub_frames).tolist()
+    # Every cell is within 0.5 column of the line through the step vertices (up to 2/3 with
+    # max_step=4), so any two rows obey the slope limits up to that rounding.
+    tol = 1.0 if options.get("max_step", 3) == 3 else 4 / 3
+    first = np.array([path.pic_frames[path.dub_frames == i].min() for i in range(200)])
+    last = np.array([path.pic_frames[path.dub_frames == i].max() for i in range(200)])
+    span = np.arange(200)[None, :] - np.arange(200)[:, None]  # k - i
+    later = span > 0
+    assert ((last[None, :] - first[:, None])[later] <= hi * span[later] + tol + 1e-9).all()
+    assert ((first[None, :] - last[:, None])[later] >= lo * span[later] - tol - 1e-9).all()
+    if options == {}:
+        moves = list(zip(d_row.tolist(), d_col.tolist(), strict=True))
+        assert ((0, 1), (0, 1)) not in zip(moves, moves[1:], strict=False)
+        assert ((1, 0), (1, 0)) not in zip(moves, moves[1:], strict=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# errors
+
+
+def test_unreachable_end_raises():
+    costs = np.zeros((10, 40), dtype=np.float32)
+    with pytest.raises(AlignmentError, match="stretch limits"):
+        solve_path(*_full(costs), start_cols=(0, 0), end_cols=(30, 39))  # slope 30/9 > 1.5
+    with pytest.raises(AlignmentError):
+        solve_path_reference(*_full(costs), start_cols=(0, 0), end_cols=(30, 39))
+
+
+def test_all_inf_band_raises():
+    costs = np.full((5, 8), np.inf, dtype=np.float32)
+    with pytest.raises(AlignmentError):
+        solve_path(*_full(costs), start_cols=(0, 7))
+    costs[0] = 0.0  # a start exists but nothing after it
+    with pytest.raises(AlignmentError, match="stretch limits"):
+        solve_path(*_full(costs), start_cols=(0, 7))
+
+
+def test_start_outside_band_raises():
+    costs = np.zeros((5, 4), dtype=np.float32)
+    col_start = np.full(5, 10)
+    with pytest.raises(AlignmentError, match="start"):
+        solve_path(costs, col_start, start_cols=(0, 5))
+
+
+def test_bad_inputs_raise_parameter_error():
+    costs, col_start = _full(np.zeros((4, 4)))
+    bad = costs.copy()
+    bad[1, 1] = np.nan
+    with pytest.raises(ParameterError):
+        solve_path(bad, col_start, start_cols=(0, 0))
+    with pytest.raises(ParameterError):
+        solve_path(costs, np.array([0, 2, 1, 3]), start_cols=(0, 0))
+    with pytest.raises(ParameterError):
+        solve_path(costs, col_start[:3], start_cols=(0, 0))
+    with pytest.raises(ParameterError):
+        solve_path(costs, col_start, start_cols=(2, 1))
+    with pytest.raises(ParameterError):
+        solve_path(costs, col_start, start_cols=(0, 0), min_slope=2.0, max_slope=1.0)
+
+
+def test_dense_band_raises_for_incompatible_lengths():
+    with pytest.raises(AlignmentError):
+        dense_band(100, 300, start_cols=(0, 0), end_cols=(250, 299))
+
+
+# ---------------------------------------------------------------------------------------------
+# bands and coarse-to-fine
+
+
+def test_band_around_contains_the_scaled_path(rng):
+    costs, curve = _planted(rng, 300, 380, offset=30.0)
+    col_start, width = band_around(
+        (np.arange(75), np.round((curve[::4] + 1.5) / 4).astype(np.int64)),
+        300,
+        380,
+        radius=8,
+        factor=4,
+    )
+    assert width == 17
+    assert (np.diff(col_start) >= 0).all()
+    assert col_start.min() >= 0 and col_start.max() + width <= 380
+    truth = np.round(curve)
+    assert ((truth >= col_start) & (truth < col_start + width)).all()
+
+
+def _pooling_cost_fn(full):
+    calls = []
+
+    def cost_fn(col_start, width, factor):
+        calls.append(factor)
+        n_dub, n_pic = full.shape
+        rows = -(-n_dub // factor)
+        cols = -(-n_pic // factor)
+        padded = np.full((rows * factor, cols * factor), np.nan, dtype=np.float64)
+        padded[:n_dub, :n_pic] = full
+        pooled = np.nanmean(padded.reshape(rows, factor, cols, factor), axis=(1, 3))
+        return _band_of(pooled, np.asarray(col_start), width)
+
+    return cost_fn, calls
+
+
+def test_coarse_to_fine_recovers_planted_path(rng):
+    costs, curve = _planted(rng, 300, 380, offset=30.0)
+    cost_fn, calls = _pooling_cost_fn(costs)
+    path = solve_coarse_to_fine(
+        cost_fn, 300, 380, start_cols=(0, 60), factor=4, radius=10, direct_max_cells=0
+    )
+    assert calls == [4, 1]
+    assert np.abs(_row_mean(path) - np.round(curve)).max() <= 1.0
+
+
+def test_coarse_to_fine_solves_small_inputs_directly(rng):
+    costs, _ = _planted(rng, 300, 380, offset=30.0)
+    cost_fn, calls = _pooling_cost_fn(costs)
+    path = solve_coarse_to_fine(cost_fn, 300, 380, start_cols=(0, 60), end_cols=(300, 379))
+    assert calls == [1]
+    direct = solve_path(*_full(costs), start_cols=(0, 60), end_cols=(300, 379))
+    assert _cells(path) == _cells(direct)
+
+
+def test_corridor_limits_the_dense_band():
+    col_start, width = dense_band(3000, 3100, start_cols=(20, 60), corridor=(20, 60))
+    assert width == 41
+    np.testing.assert_array_equal(col_start[:2950], 20 + np.arange(2950))
+    # Without the corridor the band would widen with (max_slope - min_slope) * n_dub.
+    assert dense_band(3000, 3100, start_cols=(20, 60))[1] > 1000
+
+
+def test_coarse_to_fine_with_corridor(rng):
+    costs, curve = _planted(rng, 300, 380, offset=30.0)
+    cost_fn, calls = _pooling_cost_fn(costs)
+    path = solve_coarse_to_fine(
+        cost_fn, 300, 380, start_cols=(0, 60), corridor=(0, 60), factor=4, direct_max_cells=0
+    )
+    assert calls == [4, 1]
+    assert np.abs(_row_mean(path) - np.round(curve)).max() <= 1.0

@@ -1,0 +1,146 @@
+"""The time map: interpolation, inversion, extrapolation, JSON, and path smoothing."""
+
+import json
+
+import numpy as np
+import pytest
+
+from dubalign.errors import ParameterError
+from dubalign.path import WarpPath, solve_path
+from dubalign.timemap import TimeMap, path_to_timemap
+from dubalign.units import PATH_RATE
+
+
+def _random_map(rng, n=20) -> TimeMap:
+    dub_t = np.cumsum(rng.uniform(0.05, 0.5, size=n))
+    pic_t = 1.0 + np.cumsum(np.diff(dub_t, prepend=0.0) * rng.uniform(0.7, 1.4, size=n))
+    return TimeMap(dub_t=dub_t, pic_t=pic_t)
+
+
+def _path(rows, cols) -> WarpPath:
+    return WarpPath(
+        dub_frames=np.asarray(rows, dtype=np.int64),
+        pic_frames=np.asarray(cols, dtype=np.int64),
+        cost=0.0,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# TimeMap
+
+
+def test_hand_map_interpolates_and_stretches():
+    tm = TimeMap(dub_t=[0.0, 1.0, 2.0], pic_t=[0.5, 2.0, 2.5])
+    np.testing.assert_allclose(
+        tm.to_picture([0.0, 0.5, 1.0, 1.5, 2.0]), [0.5, 1.25, 2.0, 2.25, 2.5]
+    )
+    np.testing.assert_allclose(tm.to_dub([1.25, 2.25]), [0.5, 1.5])
+    np.testing.assert_allclose(tm.stretch(), [1.5, 0.5])
+
+
+def test_extrapolation_is_slope_1():
+    tm = TimeMap(dub_t=[1.0, 2.0], pic_t=[3.0, 5.0])
+    np.testing.assert_allclose(tm.to_picture([0.0, 0.5, 3.0, 10.0]), [2.0, 2.5, 6.0, 13.0])
+    np.testing.assert_allclose(tm.to_dub([2.0, 6.0]), [0.0, 3.0])
+
+
+def test_identity_and_shifted():
+    t = np.array([-1.0, 0.0, 2.5, 100.0])
+    np.testing.assert_allclose(TimeMap.identity(3.0).to_picture(t), t)
+    np.testing.assert_allclose(TimeMap.shifted(0.25).to_picture(t), t + 0.25)
+    np.testing.assert_allclose(TimeMap.shifted(-0.4, duration=5.0).to_dub(t), t + 0.4)
+
+
+def test_round_trip_inside_and_outside(rng):
+    tm = _random_map(rng)
+    t = rng.uniform(tm.dub_t[0] - 3, tm.dub_t[-1] + 3, size=500)
+    np.testing.assert_allclose(tm.to_dub(tm.to_picture(t)), t, atol=1e-12)
+    p = rng.uniform(tm.pic_t[0] - 3, tm.pic_t[-1] + 3, size=500)
+    np.testing.assert_allclose(tm.to_picture(tm.to_dub(p)), p, atol=1e-12)
+
+
+def test_json_round_trip(rng):
+    tm = _random_map(rng)
+    back = TimeMap.from_json(json.loads(json.dumps(tm.to_json())))
+    np.testing.assert_array_equal(back.dub_t, tm.dub_t)
+    np.testing.assert_array_equal(back.pic_t, tm.pic_t)
+
+
+def test_invalid_maps_raise():
+    with pytest.raises(ParameterError):
+        TimeMap(dub_t=[0.0, 1.0, 1.0], pic_t=[0.0, 1.0, 2.0])
+    with pytest.raises(ParameterError):
+        TimeMap(dub_t=[0.0, 1.0], pic_t=[1.0, 0.5])
+    with pytest.raises(ParameterError):
+        TimeMap(dub_t=[0.0], pic_t=[0.0])
+    with pytest.raises(ParameterError):
+        TimeMap.from_json({"dub_t": [0.0, 1.0]})
+
+
+# ---------------------------------------------------------------------------------------------
+# path_to_timemap
+
+
+def test_diagonal_path_gives_exact_offset():
+    rows = np.arange(200)
+    tm = path_to_timemap(_path(rows, rows + 30), pic_origin=-0.5)
+    np.testing.assert_allclose(tm.dub_t, rows / PATH_RATE)
+    np.testing.assert_allclose(tm.pic_t, rows / PATH_RATE + 0.3 - 0.5, atol=1e-9)
+    np.testing.assert_allclose(tm.stretch(), 1.0, atol=1e-9)
+
+
+def test_constant_stretch_path_keeps_its_slope():
+    # Repeated (2, 3) steps: slope exactly 1.5 on average, a staircase row by row.
+    costs = np.ones((101, 200), dtype=np.float32)
+    costs[np.arange(101), np.round(np.arange(101) * 1.5).astype(int)] = 0.0
+    path = solve_path(costs, np.zeros(101, dtype=np.int64), start_cols=(0, 0), end_cols=(150, 150))
+    tm = path_to_timemap(path)
+    assert tm.stretch().max() <= 1.5 + 1e-12
+    np.testing.assert_allclose(tm.stretch()[10:-10], 1.5, atol=0.02)
+    assert tm.pic_t[-1] - tm.pic_t[0] == pytest.approx(1.5, abs=0.02)
+
+
+def test_impossible_jump_is_limited_and_centred():
+    rows = np.arange(200)
+    cols = rows + np.where(rows < 100, 0, 60)  # a 60-frame jump between two rows
+    tm = path_to_timemap(_path(rows, cols), min_stretch=2 / 3, max_stretch=1.5)
+    s = tm.stretch()
+    assert s.min() >= 2 / 3 - 1e-12 and s.max() <= 1.5 + 1e-12
+    assert (np.diff(tm.pic_t) > 0).all()
+    # The least-squares offset balances the error around the path.
+    residual = tm.pic_t * PATH_RATE - cols
+    assert abs(residual.mean()) < 1e-6
+    # Far from the jump the map is parallel to the path: slope 1.
+    np.testing.assert_allclose(s[:20], 1.0, atol=0.01)
+    np.testing.assert_allclose(s[-20:], 1.0, atol=0.01)
+
+
+def test_speech_moves_the_rate_change_into_the_pause():
+    rows = np.arange(300)
+    cols = rows + np.where(rows < 150, 0, 6)  # the picture runs 60 ms ahead after row 150
+    speech = np.ones(300)
+    speech[135:165] = 0.0  # a 300 ms pause around the change
+    plain = path_to_timemap(_path(rows, cols))
+    aware = path_to_timemap(_path(rows, cols), dub_speech=speech)
+
+    def share_in_pause(tm):
+        bend = np.abs(tm.stretch() - 1.0)
+        return bend[135:164].sum() / bend.sum()
+
+    assert share_in_pause(aware) > 0.9
+    assert share_in_pause(aware) > share_in_pause(plain)
+    # Both still reach the new offset once the speech resumes.
+    assert aware.pic_t[200] * PATH_RATE - 200 == pytest.approx(6.0, abs=0.3)
+
+
+def test_single_row_path():
+    tm = path_to_timemap(_path([0], [7]))
+    np.testing.assert_allclose(tm.to_picture([0.0, 1.0]), [0.07, 1.07])
+
+
+def test_path_to_timemap_rejects_bad_options():
+    path = _path([0, 1, 2], [0, 1, 2])
+    with pytest.raises(ParameterError):
+        path_to_timemap(path, min_stretch=1.2)
+    with pytest.raises(ParameterError):
+        path_to_timemap(path, dub_speech=np.ones(5))
