@@ -15,6 +15,7 @@ import click
 
 from . import __version__
 from .align import AlignConfig, Progress, align
+from .cli_batch import batch as _batch
 from .errors import DubalignError
 
 
@@ -101,6 +102,9 @@ def align_command(picture, dub, output, guide, report, max_shift, model, rendere
         )
         for w in result.warnings:
             click.echo(f"warning: {w}", err=True)
+
+
+main.add_command(_batch)
 
 
 def _write_json(path: str, obj: dict) -> None:

@@ -1,0 +1,156 @@
+"""``dubalign batch``: a reel's cue list in one command (a thin click layer over
+:func:`dubalign.batch.run_batch`)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .batch import (
+    DEFAULT_HANDLES,
+    DEFAULT_TEMPLATE,
+    SUMMARY_JSON,
+    BatchConfig,
+    BatchInterrupted,
+    BatchResult,
+    CueOutcome,
+    parse_column_map,
+    run_batch,
+)
+from .errors import DubalignError
+from .timecode import RATE_CHOICES, parse_rate
+
+EXIT_FAILED_TAKES = 1  # the reel ran, but some takes failed (see the summary)
+EXIT_ERROR = 2  # nothing ran: bad options or an unreadable cue list
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
+
+
+class _ReelProgress:
+    """One overall bar on stderr, advanced as cues complete (a hook for ``run_batch``)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar = None
+        self.failed = 0
+
+    def __call__(self, stage: str, value: object) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        if stage == "plan":
+            self.bar = tqdm(total=len(value), desc="cues", unit="cue", file=sys.stderr)
+        elif stage == "cue" and self.bar is not None and isinstance(value, CueOutcome):
+            self.failed += value.status in ("failed", "partial")
+            self.bar.set_postfix_str(f"last {value.cue.cue_id}: {value.status}"
+                                     + (f", {self.failed} with failures" if self.failed else ""))
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _fail(message: str, code: int = EXIT_ERROR):
+    click.echo(f"dubalign: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _report(result: BatchResult, quiet: bool) -> None:
+    if quiet:
+        return
+    c = result.counts
+    n_cues = len(result.outcomes)
+    best = sum(o.best_take is not None for o in result.outcomes)
+    click.echo(
+        f"{n_cues} cues: {c.get('ok', 0)} takes ok, {c.get('failed', 0)} failed, "
+        f"{c.get('skipped', 0)} skipped; best take marked for {best} cues; "
+        f"{result.seconds:.1f} s. Summary: {result.summary_csv}",
+        err=True,
+    )
+    for o in result.outcomes:
+        if o.status in ("failed", "partial"):
+            for t in o.takes:
+                if t.status == "failed" and t.error:
+                    click.echo(f"failed: {t.error}", err=True)
+                    if o.status == "failed" and t.error == o.error:
+                        break  # one line per cue that failed as a whole
+
+
+@click.command("batch")
+@click.argument("cues", type=click.Path(dir_okay=False))
+@click.option("--picture", type=click.Path(dir_okay=False), default=None,
+              help="The reel picture, for cues without a picture column (needs tc_in/tc_out).")
+@click.option("-o", "--out-dir", type=click.Path(file_okay=False), default=None,
+              help="Output folder (default: 'aligned' beside the cue list).")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes (each loads the models once).")
+@click.option("--resume", is_flag=True,
+              help="Skip cues whose outputs and report already exist from an earlier run.")
+@click.option("--overwrite", is_flag=True, help="Redo every cue of an earlier run in OUT_DIR.")
+@click.option("--fps", type=click.Choice(RATE_CHOICES, case_sensitive=False), default=None,
+              help="Timecode frame rate; required when the cue list uses timecode "
+                   "(29.97 = drop-frame, HH:MM:SS;FF).")
+@click.option("--reel-start", default=None, metavar="TC",
+              help="Timecode of the picture's first frame "
+                   "(default: the file's own timecode, else 00:00:00:00).")
+@click.option("--map", "column_map", default=None, metavar="FIELD=COLUMN,...",
+              help="Name cue list columns, e.g. 'cue=Cue #,take=Audio File,tc_in=Rec In'.")
+@click.option("--template", default=DEFAULT_TEMPLATE, show_default=True,
+              help="Output name; fields {cue} {take} {index} {character} {row}.")
+@click.option("--handles", type=float, default=DEFAULT_HANDLES, show_default=True,
+              help="Seconds of picture kept either side of the cue's timecode range.")
+@click.option("--guide", type=click.Choice(["auto", "off"]), default="auto", show_default=True,
+              help="Use the picture's own audio as a guide when it has a track.")
+@click.option("--max-shift", type=float, default=1.5, show_default=True,
+              help="Seconds a take's start may move against the cue's picture start.")
+@click.option("--model", type=click.Choice(["auto", "trained", "interim"]), default="auto",
+              show_default=True, help="Lip model.")
+@click.option("--renderer", type=click.Choice(["auto", "rubberband", "vocoder"]), default="auto",
+              show_default=True, help="Time-stretcher.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
+def batch(cues, picture, out_dir, jobs, resume, overwrite, fps, reel_start, column_map, template,
+          handles, guide, max_shift, model, renderer, quiet):
+    """Align every take of the cue list CUES (CSV/TSV/XLSX) to its picture.
+
+    Writes one Broadcast WAV per take (stamped with the cue's timecode), one report per cue and
+    a reel summary (summary.csv, summary.json) marking the best take of each cue. A cue that
+    fails is reported and skipped. Exit status: 0 all ok, 1 some takes failed, 2 bad options,
+    130 interrupted.
+    """
+    from .align import AlignConfig
+
+    out = Path(out_dir) if out_dir else Path(cues).resolve().parent / "aligned"
+    if resume and overwrite:
+        _fail("--resume and --overwrite contradict each other: pick one")
+    if (out / SUMMARY_JSON).exists() and not (resume or overwrite):
+        _fail(f"{out} holds an earlier run: pass --resume to continue it or --overwrite to redo it")
+    try:
+        config = BatchConfig(
+            cues=Path(cues), out_dir=out,
+            align=AlignConfig(guide=guide, max_shift=max_shift, model=model, renderer=renderer),
+            picture=Path(picture) if picture else None,
+            fps=parse_rate(fps) if fps else None,
+            column_map=parse_column_map(column_map), template=template, handles=handles,
+            jobs=jobs, resume=resume, reel_start=reel_start,
+        )
+    except DubalignError as e:
+        _fail(str(e))
+    bar = _ReelProgress(enabled=not quiet and sys.stderr.isatty())
+    try:
+        result = run_batch(config, hook=bar)
+    except DubalignError as e:
+        bar.close()
+        _fail(str(e))
+    except BatchInterrupted as e:
+        bar.close()
+        done = sum(o.status != "skipped" or o.report is not None for o in e.result.outcomes)
+        _fail(f"interrupted: {done} of {len(e.result.outcomes)} cues done; run again with "
+              f"--resume to finish. Summary: {e.result.summary_csv}", code=EXIT_INTERRUPTED)
+    bar.close()
+    _report(result, quiet)
+    if result.counts.get("failed", 0):
+        sys.exit(EXIT_FAILED_TAKES)
