@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .bwf import TEMP_MARK, bwf_subtype, write_bwf
+from .console import mute_native_stderr
 from .errors import DubalignError, MediaError, ParameterError
 from .timecode import (
     FrameRate,
@@ -804,6 +805,7 @@ def _emit(hook: Hook | None, stage: str, value: Any) -> None:
 def _init_worker(cfg: Any) -> None:
     # Ctrl-C is handled by the parent alone: it cancels, stops the workers and cleans up.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    mute_native_stderr()  # MediaPipe's native log lines would clutter the parent's progress bar
     try:  # load models once per worker, not once per cue, when the aligner offers it
         from . import align as _align
 

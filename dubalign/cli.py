@@ -16,6 +16,7 @@ import click
 from . import __version__
 from .align import AlignConfig, Progress, align
 from .cli_batch import batch as _batch
+from .console import mute_native_stderr
 from .errors import DubalignError
 
 
@@ -51,6 +52,7 @@ class _ProgressBars:
 @click.version_option(__version__, prog_name="dubalign")
 def main() -> None:
     """Align re-recorded dialogue (ADR) to the lips on screen."""
+    mute_native_stderr()
 
 
 @main.command("align")
