@@ -100,9 +100,13 @@ class PictureAnalysis:
             arrays["audio"] = self.audio
         out = Path(path)
         tmp = out.with_name(f".{out.name}.part")
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, meta=json.dumps(meta), **arrays)
-        tmp.replace(out)
+        try:
+            with open(tmp, "wb") as f:
+                np.savez_compressed(f, meta=json.dumps(meta), **arrays)
+            tmp.replace(out)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     @classmethod
     def load(cls, path: str | Path) -> PictureAnalysis:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import librosa
 import numpy as np
+import scipy.special
 
 from .units import ANALYSIS_SR, FEATURE_RATE, MEL_HOP, MEL_NFFT, MEL_WIN, N_MELS
 
@@ -63,6 +64,6 @@ def speech_activity(y: np.ndarray, *, floor_pct: float = 10.0, peak_pct: float =
     db = frame_energy_db(y)
     lo, hi = np.percentile(db, floor_pct), np.percentile(db, peak_pct)
     mid, width = (lo + hi) / 2.0, max((hi - lo) / 8.0, 1.0)
-    act = 1.0 / (1.0 + np.exp(-(db - mid) / width))
+    act = scipy.special.expit((db - mid) / width)
     k = max(1, int(0.05 * FEATURE_RATE))
     return np.convolve(act, np.ones(k) / k, mode="same").astype(np.float32)

@@ -18,6 +18,7 @@ from .align import AlignConfig, Progress, align
 from .cli_batch import batch as _batch
 from .console import mute_native_stderr
 from .errors import DubalignError
+from .media import current_umask
 
 
 class _ProgressBars:
@@ -112,9 +113,14 @@ main.add_command(_batch)
 def _write_json(path: str, obj: dict) -> None:
     out = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent.resolve())
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, out)
+    try:
+        os.chmod(tmp, 0o666 & ~current_umask())
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=1)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _fail(message: str, code: int = 1):

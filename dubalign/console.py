@@ -13,11 +13,13 @@ def mute_native_stderr() -> None:
     descriptor, so our own messages and progress bars still show. Call once, at process start.
     """
     try:
+        if sys.stderr.fileno() != 2:  # already redirected (e.g. captured by a test runner)
+            return
         sys.stderr.flush()
         original = os.dup(2)
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 2)
         os.close(devnull)
         sys.stderr = os.fdopen(original, "w", buffering=1, encoding=sys.stderr.encoding, errors="replace")
-    except (OSError, AttributeError, ValueError):  # no real stderr (embedded, tests): leave it be
+    except (OSError, AttributeError, ValueError):  # no real stderr (embedded, captured): leave it be
         pass

@@ -105,6 +105,7 @@ def write_audio(path: str | os.PathLike, samples: np.ndarray, sr: int, *, subtyp
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent or ".")
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; outputs get the usual mode
         data = np.clip(samples, -1.0, 1.0) if not subtype.startswith(("FLOAT", "DOUBLE")) else samples
         sf.write(tmp, data, sr, subtype=subtype, format="WAV")
         os.replace(tmp, out)
@@ -220,12 +221,19 @@ def read_picture_audio(
     if not chunks:
         return None
     y = np.concatenate(chunks).astype(np.float32)
-    lead = int(round(((first_t or origin) - origin - start) * sr))  # samples of audio before `start`
+    lead = int(round(((origin if first_t is None else first_t) - origin - start) * sr))  # samples of audio before `start`
     y = np.concatenate([np.zeros(lead, np.float32), y]) if lead > 0 else y[-lead:]
     if end is not None:
         n = int(round((end - start) * sr))
         y = y[:n] if len(y) >= n else np.concatenate([y, np.zeros(n - len(y), np.float32)])
     return y
+
+
+def current_umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _short(e: BaseException) -> str:

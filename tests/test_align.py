@@ -1,0 +1,272 @@
+"""The orchestrator end to end on a bundled GRID clip, against a dub with a known offset."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from helpers import (
+    DUB_SR,
+    grid_analysis,
+    grid_audio,
+    grid_clip,
+    grid_words,
+    lag_seconds,
+    shifted_dub,
+    to_rate,
+    write_dub,
+)
+
+from dubalign import align as align_module
+from dubalign.align import AlignConfig, AlignmentResult, PictureAnalysis, align, align_dub, analyze_picture
+from dubalign.errors import AlignmentError, ParameterError
+from dubalign.timemap import TimeMap
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parent.parent
+
+OFFSET = 0.3  # s: the dub plays its speech this much later than the picture
+TOLERANCE = 0.040  # s: the offset must be recovered within this (one GRID frame)
+REPORT_KEYS = {
+    "sample_rate", "subtype", "channels", "duration_s", "model", "renderer", "face", "guide_weight",
+    "overall_confidence", "confidence_per_second", "stretch_range", "timings_s", "warnings", "time_map",
+}
+
+
+@pytest.fixture(scope="module")
+def analysis() -> PictureAnalysis:
+    return grid_analysis()
+
+
+@pytest.fixture(scope="module")
+def dub_path(tmp_path_factory):
+    return write_dub(tmp_path_factory.mktemp("dub") / "dub.wav", shifted_dub(OFFSET))
+
+
+@pytest.fixture(scope="module")
+def guided(analysis, dub_path) -> AlignmentResult:
+    return align_dub(analysis, dub_path, AlignConfig(guide="auto"))
+
+
+@pytest.fixture(scope="module")
+def lips_only(analysis, dub_path) -> AlignmentResult:
+    return align_dub(analysis, dub_path, AlignConfig(guide="off", model="interim"))
+
+
+def speech_mids() -> np.ndarray:
+    return np.array([(w.start + w.end) / 2 for w in grid_words()])
+
+
+def test_analysis_of_grid_clip(analysis):
+    assert analysis.duration == pytest.approx(3.0, abs=0.01)
+    assert analysis.fps == 25.0
+    assert (analysis.width, analysis.height) == (360, 288)
+    assert analysis.start == 0.0
+    assert analysis.audio is not None and analysis.audio.dtype == np.float32
+    assert len(analysis.audio) == pytest.approx(3.0 * 16000, abs=400)
+    assert {"picture_audio", "decode", "landmarks"} <= set(analysis.timings)
+
+
+@pytest.mark.parametrize("result_name", ["guided", "lips_only"])
+def test_output_is_on_the_picture_timeline_in_the_dub_format(result_name, analysis, request):
+    res = request.getfixturevalue(result_name)
+    assert res.sr == DUB_SR and res.subtype == "PCM_24"
+    assert res.audio.shape == (round(analysis.duration * DUB_SR), 2)
+    assert res.audio.dtype == np.float32
+    assert np.isfinite(res.audio).all()
+
+
+def test_offset_recovered_with_the_guide(guided):
+    assert guided.guide_weight > 0.5
+    y, sr = grid_audio()
+    picture_audio = to_rate(y, sr, DUB_SR)
+    assert abs(lag_seconds(guided.audio[:, 0], picture_audio, DUB_SR)) <= TOLERANCE
+    mids = speech_mids()
+    np.testing.assert_allclose(guided.timemap.to_picture(mids + OFFSET), mids, atol=TOLERANCE)
+    # both channels went through the same map: the right one is still 0.7 x the left
+    loud = np.abs(guided.audio[:, 0]) > 0.05
+    np.testing.assert_allclose(guided.audio[loud, 1] / guided.audio[loud, 0], 0.7, atol=0.01)
+
+
+def test_lips_only_returns_a_valid_map(lips_only):
+    cfg = AlignConfig()
+    tm = lips_only.timemap
+    assert lips_only.guide_weight == 0.0
+    assert lips_only.model.startswith("interim")
+    assert (np.diff(tm.dub_t) > 0).all() and (np.diff(tm.pic_t) > 0).all()
+    stretch = tm.stretch()
+    assert stretch.min() >= cfg.min_stretch - 1e-6 and stretch.max() <= cfg.max_stretch + 1e-6
+    assert lips_only.stretch_range == pytest.approx((stretch.min(), stretch.max()))
+    # the dub's start may move at most --max-shift against the picture's start
+    assert abs(float(tm.to_picture(0.0))) <= cfg.max_shift + 1e-6
+    assert 0.0 <= lips_only.overall_confidence <= 1.0
+
+
+def test_to_json_is_serialisable_with_the_documented_keys(guided):
+    report = json.loads(json.dumps(guided.to_json()))
+    assert set(report) == REPORT_KEYS
+    assert (report["sample_rate"], report["subtype"], report["channels"]) == (DUB_SR, "PCM_24", 2)
+    assert report["duration_s"] == pytest.approx(3.0, abs=0.01)
+    assert len(report["confidence_per_second"]) == len(guided.confidence)
+    restored = TimeMap.from_json(report["time_map"])
+    np.testing.assert_allclose(restored.pic_t, guided.timemap.pic_t)
+    np.testing.assert_allclose(restored.dub_t, guided.timemap.dub_t)
+
+
+def test_hook_sees_every_stage(analysis, dub_path):
+    stages = []
+    align_dub(analysis, dub_path, AlignConfig(guide="off", model="interim"), hook=lambda s, v: stages.append(s))
+    assert stages == ["features", "sync_features", "path", "time_map", "render", "result"]
+
+
+def test_dub_format_is_kept(analysis, tmp_path):
+    mono = to_rate(shifted_dub(OFFSET, sr=DUB_SR, channels=1), DUB_SR, 44100)
+    path = write_dub(tmp_path / "mono.wav", mono, sr=44100, subtype="PCM_16")
+    res = align_dub(analysis, path, AlignConfig(guide="auto"))
+    assert (res.sr, res.subtype) == (44100, "PCM_16")
+    assert res.audio.shape == (round(analysis.duration * 44100), 1)
+
+
+def test_picture_analysis_save_load_round_trip(analysis, tmp_path):
+    path = tmp_path / "pic.npz"
+    analysis.save(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pic.npz"]
+    back = PictureAnalysis.load(path)
+    for k in ("path", "start", "duration", "fps", "width", "height", "timings"):
+        assert getattr(back, k) == getattr(analysis, k)
+    for k in ("times", "present", "lips", "blendshapes", "crops"):
+        a, b = getattr(analysis.track, k), getattr(back.track, k)
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    assert (back.track.face, back.track.n_faces, back.track.face_x) == (
+        analysis.track.face, analysis.track.n_faces, analysis.track.face_x
+    )
+    np.testing.assert_array_equal(back.audio, analysis.audio)
+
+
+def test_picture_analysis_without_audio_round_trips(analysis, tmp_path):
+    mute = PictureAnalysis(
+        path=analysis.path, start=0.5, duration=2.0, fps=analysis.fps, width=analysis.width,
+        height=analysis.height, track=analysis.track, audio=None,
+    )
+    mute.save(tmp_path / "mute.npz")
+    back = PictureAnalysis.load(tmp_path / "mute.npz")
+    assert back.audio is None and (back.start, back.duration) == (0.5, 2.0)
+
+
+def test_no_picture_audio_warns_and_aligns_on_lips(analysis, dub_path):
+    mute = PictureAnalysis(
+        path=analysis.path, start=0.0, duration=analysis.duration, fps=analysis.fps, width=analysis.width,
+        height=analysis.height, track=analysis.track, audio=None,
+    )
+    res = align_dub(mute, dub_path, AlignConfig(guide="auto", model="interim"))
+    assert res.guide_weight == 0.0
+    assert any("no audio track" in w for w in res.warnings)
+
+
+def test_align_writes_the_output(analysis, dub_path, tmp_path, monkeypatch):
+    # the picture analysis is tested above; reuse it rather than run MediaPipe again
+    monkeypatch.setattr(align_module, "analyze_picture", lambda *a, **k: analysis)
+    out = tmp_path / "synced.wav"
+    res = align(grid_clip(), dub_path, out, AlignConfig(guide="auto"))
+    info = sf.info(str(out))
+    assert (info.format, info.subtype, info.channels, info.samplerate) == ("WAV", "PCM_24", 2, DUB_SR)
+    assert info.frames == round(analysis.duration * DUB_SR)
+    assert "write" in res.timings
+    written, _ = sf.read(str(out), dtype="float32", always_2d=True)
+    np.testing.assert_allclose(written, np.clip(res.audio, -1, 1), atol=2.0**-22)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["synced.wav"]
+
+
+def test_dub_much_longer_than_picture(analysis, tmp_path):
+    y = np.tile(shifted_dub(0.0), (8, 1))  # 24 s against a 3 s picture with 1.5 s of slack each side
+    path = write_dub(tmp_path / "long.wav", y)
+    with pytest.raises(AlignmentError, match="much longer than the picture"):
+        align_dub(analysis, path, AlignConfig())
+
+
+def test_output_may_not_overwrite_an_input(dub_path, tmp_path):
+    with pytest.raises(ParameterError, match="overwrite an input"):
+        align(grid_clip(), dub_path, dub_path)
+    with pytest.raises(ParameterError, match="overwrite an input"):
+        align(grid_clip(), dub_path, grid_clip())
+
+
+def test_output_folder_must_exist(dub_path, tmp_path):
+    with pytest.raises(ParameterError, match="does not exist"):
+        align(grid_clip(), dub_path, tmp_path / "missing" / "out.wav")
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"guide": "on"},
+        {"max_shift": 0.0},
+        {"max_shift": -1.0},
+        {"max_shift": 31.0},
+        {"min_stretch": 1.2},
+        {"min_stretch": 0.0},
+        {"max_stretch": 0.9},
+        {"model": "big"},
+        {"renderer": "sox"},
+    ],
+)
+def test_bad_config_is_refused(analysis, dub_path, kwargs):
+    cfg = AlignConfig(**kwargs)
+    with pytest.raises(ParameterError):
+        cfg.check()
+    with pytest.raises(ParameterError):
+        align_dub(analysis, dub_path, cfg)
+
+
+@pytest.mark.parametrize(("start", "end"), [(-1.0, None), (2.0, 1.0), (1.0, 1.0)])
+def test_bad_picture_region_is_refused(start, end):
+    with pytest.raises(ParameterError, match="region"):
+        analyze_picture(grid_clip(), AlignConfig(), start=start, end=end)
+
+
+# ---- the bundled example (examples/grid_bbaf2n, made by scripts/make_example.py) ----------------
+
+EXAMPLE = REPO / "examples" / "grid_bbaf2n"
+
+
+def load_make_example():
+    spec = importlib.util.spec_from_file_location("make_example", REPO / "scripts" / "make_example.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def word_errors(truth: TimeMap, found: TimeMap) -> np.ndarray:
+    """Where the result puts each word start, middle and end, minus where the lips say (s)."""
+    pic = np.array([t for w in grid_words() for t in (w.start, (w.start + w.end) / 2, w.end)])
+    return found.to_picture(truth.to_dub(pic)) - pic
+
+
+def test_make_example_writes_a_known_warp(tmp_path):
+    meta = load_make_example().make_example(grid_clip(), tmp_path, seed=3, offset=0.25)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dub.wav", "picture.mkv", "truth.json"]
+    assert (tmp_path / "picture.mkv").read_bytes() == grid_clip().read_bytes()
+    truth = TimeMap.from_json(json.loads((tmp_path / "truth.json").read_text())["time_map"])
+    assert meta["seed"] == 3
+    assert float(truth.to_dub(0.0)) == pytest.approx(0.25)
+    stretch = truth.stretch()
+    assert stretch.min() >= 0.8 - 1e-9 and stretch.max() <= 1.25 + 1e-9
+    assert stretch.max() - stretch.min() > 0.1  # really non-linear
+    info = sf.info(str(tmp_path / "dub.wav"))
+    assert (info.samplerate, info.subtype) == (DUB_SR, "PCM_24")
+    assert info.duration == pytest.approx(truth.dub_t[-1] + 0.2, abs=1e-3)
+
+
+@pytest.mark.skipif(not EXAMPLE.is_dir(), reason="examples/grid_bbaf2n is not there")
+def test_bundled_example_aligns(analysis):
+    # the example's picture is a copy of the bundled clip, so its analysis is the shared one
+    assert (EXAMPLE / "picture.mkv").read_bytes() == grid_clip().read_bytes()
+    truth = TimeMap.from_json(json.loads((EXAMPLE / "truth.json").read_text())["time_map"])
+    res = align_dub(analysis, EXAMPLE / "dub.wav", AlignConfig(guide="auto"))
+    assert np.abs(word_errors(truth, res.timemap)).max() <= TOLERANCE

@@ -1,0 +1,183 @@
+"""The sync-error matrix: resampling, validity, banded distances against dense numpy, z-scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import grid_audio, to_rate
+
+from dubalign.lips import CROP_H, CROP_W, LIP_POINTS, N_BLENDSHAPES, LipTrack
+from dubalign.sync import (
+    SyncFeatures,
+    banded_distance,
+    frame_validity,
+    guide_weight_from_audio,
+    picture_grid,
+    resample_rows,
+    zscore_rows,
+)
+from dubalign.units import ANALYSIS_SR, PATH_RATE
+
+
+def make_track(times: np.ndarray, present: np.ndarray) -> LipTrack:
+    n = len(times)
+    return LipTrack(
+        times=times, present=present, lips=np.zeros((n, len(LIP_POINTS), 2), np.float32),
+        blendshapes=np.zeros((n, N_BLENDSHAPES), np.float32), crops=np.zeros((n, CROP_H, CROP_W), np.uint8),
+        face=0, n_faces=1, face_x=0.5,
+    )
+
+
+def dense_distance(rows: np.ndarray, cols: np.ndarray, metric: str) -> np.ndarray:
+    if metric == "cosine":
+        return 1.0 - rows @ cols.T
+    return ((rows[:, None, :] - cols[None, :, :]) ** 2).mean(axis=-1)
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_picture_grid():
+    grid = picture_grid(3.0, 1.5)
+    assert grid[0] == pytest.approx(-1.5)
+    assert grid[-1] == pytest.approx(4.5)
+    np.testing.assert_allclose(np.diff(grid), 1 / PATH_RATE)
+
+
+def test_resample_rows_is_linear_and_held_at_the_ends():
+    times = np.arange(10) / 25.0
+    values = np.stack([3 * times + 1, -times], axis=1)
+    grid = np.array([-0.1, 0.0, 0.01, 0.123, 0.36, 0.5])
+    out = resample_rows(values, times, grid)
+    expected = np.stack([3 * np.clip(grid, 0, 0.36) + 1, -np.clip(grid, 0, 0.36)], axis=1)
+    np.testing.assert_allclose(out, expected, atol=1e-12)
+    single = resample_rows(values[:1], times[:1], grid)
+    np.testing.assert_allclose(single, np.repeat(values[:1], len(grid), axis=0))
+
+
+def test_resample_rows_on_uneven_times():
+    times = np.array([0.0, 0.1, 0.15, 0.4])
+    values = np.array([[0.0], [1.0], [5.0], [0.0]])
+    out = resample_rows(values, times, np.array([0.05, 0.125, 0.3]))
+    np.testing.assert_allclose(out[:, 0], [0.5, 3.0, 2.0])
+
+
+def test_frame_validity():
+    times = np.arange(10) / 25.0  # 0 .. 0.36 s
+    present = np.ones(10, bool)
+    present[4:6] = False  # frames at 0.16 and 0.20 s show no face
+    grid = np.arange(-5, 46) / PATH_RATE  # -0.05 .. 0.45 s
+    valid = frame_validity(make_track(times, present), grid)
+    nearest = np.clip(np.round(grid * 25).astype(int), 0, 9)
+    expected = present[nearest] & (grid >= -0.02 - 1e-9) & (grid <= 0.38 + 1e-9)
+    np.testing.assert_array_equal(valid, expected)
+    assert not valid[grid < -0.021].any() and not valid[grid > 0.381].any()
+
+
+@pytest.mark.parametrize("metric", ["cosine", "sqeuclidean"])
+def test_banded_distance_matches_dense(rng, metric):
+    n_dub, n_pic, dim, width = 300, 120, 8, 25  # 300 rows: more than one ROW_CHUNK
+    rows = rng.standard_normal((n_dub, dim))
+    cols = rng.standard_normal((n_pic, dim))
+    if metric == "cosine":
+        rows, cols = unit(rows), unit(cols)
+    col_start = rng.integers(-10, n_pic - 5, size=n_dub)
+    band = banded_distance(rows, cols, col_start, width, metric=metric)
+    dense = dense_distance(rows, cols, metric)
+    assert band.shape == (n_dub, width) and band.dtype == np.float32
+    for i in range(n_dub):
+        for k in range(width):
+            j = col_start[i] + k
+            if 0 <= j < n_pic:
+                assert band[i, k] == pytest.approx(dense[i, j], abs=1e-5)
+            else:
+                assert band[i, k] == np.inf
+
+
+def test_zscore_rows_by_hand():
+    costs = np.array([[1.0, 2.0, 3.0, np.inf], [5.0, 5.0, 5.0, 5.0]])
+    z = zscore_rows(costs)
+    s = np.sqrt(2 / 3)  # population spread of 1, 2, 3
+    np.testing.assert_allclose(z[0], [-1 / s, 0.0, 1 / s, 0.0], atol=1e-4)
+    np.testing.assert_allclose(z[1], 0.0, atol=1e-6)
+    valid = np.array([[True, True, False, True], [True, True, True, True]])
+    z = zscore_rows(costs, valid)
+    np.testing.assert_allclose(z[0], [-1.0, 1.0, 0.0, 0.0], atol=1e-4)  # 1, 2: mean 1.5, spread 0.5
+    assert z.dtype == np.float32
+
+
+def random_features(rng, n_dub=103, n_pic=157, metric="cosine", guide=True) -> SyncFeatures:
+    lip_dub, lip_pic = rng.standard_normal((n_dub, 6)), rng.standard_normal((n_pic, 6))
+    if metric == "cosine":
+        lip_dub, lip_pic = unit(lip_dub), unit(lip_pic)
+    valid = np.ones(n_pic, bool)
+    valid[40:60] = False
+    return SyncFeatures(
+        lip_dub=lip_dub, lip_pic=lip_pic, lip_valid=valid, metric=metric,
+        guide_dub=unit(rng.standard_normal((n_dub, 5))) if guide else None,
+        guide_pic=unit(rng.standard_normal((n_pic, 5))) if guide else None,
+        guide_weight=0.5 if guide else 0.0, pad=0.5,
+    )
+
+
+@pytest.mark.parametrize("metric", ["cosine", "sqeuclidean"])
+@pytest.mark.parametrize("guide", [True, False])
+def test_pooled_shapes(rng, metric, guide):
+    f = random_features(rng, metric=metric, guide=guide)
+    assert f.pooled(1) is f
+    p = f.pooled(4)
+    assert (p.n_dub, p.n_pic) == (26, 40)  # ceil(103 / 4), ceil(157 / 4)
+    assert p.lip_dub.shape == (26, 6) and p.lip_pic.shape == (40, 6)
+    assert p.lip_valid.shape == (40,) and p.lip_valid.dtype == bool
+    assert not p.lip_valid[10:15].any() and p.lip_valid[:10].all()  # frames 40..59 had no face
+    assert p.factor == 4 and p.pooled(2).factor == 8
+    assert (p.metric, p.pad, p.guide_weight) == (f.metric, f.pad, f.guide_weight)
+    if metric == "cosine":
+        np.testing.assert_allclose(np.linalg.norm(p.lip_dub, axis=1), 1.0, atol=1e-6)
+    if guide:
+        assert p.guide_dub.shape == (26, 5) and p.guide_pic.shape == (40, 5)
+        np.testing.assert_allclose(np.linalg.norm(p.guide_pic, axis=1), 1.0, atol=1e-6)
+    else:
+        assert p.guide_dub is None and p.guide_pic is None
+    # the mean of the first 4 picture rows, before normalisation, points the same way
+    first = f.lip_pic[:4].mean(axis=0)
+    if metric == "cosine":
+        first = first / np.linalg.norm(first)
+    np.testing.assert_allclose(p.lip_pic[0], first, atol=1e-6)
+
+
+@pytest.mark.parametrize("guide", [True, False])
+def test_band_marks_cells_outside_the_picture(rng, guide):
+    f = random_features(rng, guide=guide)
+    width = 30
+    col_start = np.linspace(-15, f.n_pic - 10, f.n_dub).astype(np.int64)
+    m = f.band(col_start, width)
+    assert m.costs.shape == (f.n_dub, width) and m.costs.dtype == np.float32
+    np.testing.assert_array_equal(m.col_start, col_start)
+    cols = col_start[:, None] + np.arange(width)
+    outside = (cols < 0) | (cols >= f.n_pic)
+    assert outside.any() and (~outside).any()
+    assert np.isinf(m.costs[outside]).all()
+    assert np.isfinite(m.costs[~outside]).all()
+
+
+def test_band_without_guide_is_the_zscored_lip_distance(rng):
+    f = random_features(rng, guide=False)
+    col_start = np.full(f.n_dub, 20, np.int64)
+    m = f.band(col_start, 30)
+    lip = dense_distance(f.lip_dub, f.lip_pic, "cosine")[:, 20:50]
+    np.testing.assert_allclose(m.costs, zscore_rows(lip, f.lip_valid[20:50][None, :].repeat(f.n_dub, 0)), atol=1e-5)
+    assert (m.costs[:, 20:30] == 0).all()  # columns 40..49: no face, neutral cost
+
+
+def test_guide_weight_trusts_clean_speech_more_than_noisy(rng):
+    y, sr = grid_audio()
+    clean = to_rate(y, sr, ANALYSIS_SR)
+    speech_rms = np.sqrt(np.mean(clean[clean**2 > 1e-4] ** 2))
+    loud_noise = clean + (speech_rms * 1.8 * rng.standard_normal(len(clean))).astype(np.float32)  # ~-5 dB SNR
+    w_clean, w_noisy = guide_weight_from_audio(clean), guide_weight_from_audio(loud_noise)
+    assert 0.0 <= w_noisy < w_clean <= 1.0
+    assert w_clean > 0.8
+    assert w_noisy < 0.3
+    assert guide_weight_from_audio(np.zeros(ANALYSIS_SR, np.float32)) == 0.0
