@@ -218,7 +218,8 @@ def sync_features(
     grid = picture_grid(duration, pad)
     video = resample_rows(model.embed_video(track), track.times, grid).astype(np.float32)
     audio = model.embed_audio(dub_mel).astype(np.float32)
-    if model.metric == "cosine":
+    metric = getattr(model, "metric", "cosine")  # the trained encoder's unit embeddings: cosine
+    if metric == "cosine":
         video /= np.linalg.norm(video, axis=1, keepdims=True) + 1e-8
     guide_dub = guide_pic = None
     guide_w = 0.0
@@ -226,7 +227,7 @@ def sync_features(
         guide_w = guide_weight_from_audio(picture_y16)
         guide_dub, guide_pic = guide_vectors(dub_mel, picture_y16, grid)
     return SyncFeatures(
-        lip_dub=audio, lip_pic=video, lip_valid=frame_validity(track, grid), metric=model.metric,
+        lip_dub=audio, lip_pic=video, lip_valid=frame_validity(track, grid), metric=metric,
         guide_dub=guide_dub, guide_pic=guide_pic, guide_weight=guide_w, pad=pad,
     )
 
