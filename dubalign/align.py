@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import functools
 import json
+import multiprocessing
+import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +25,7 @@ import numpy as np
 from . import media
 from .audio import frame_energy_db, log_mel, speech_activity, to_analysis
 from .errors import AlignmentError, ParameterError
-from .lips import LipTrack, track_lips
+from .lips import FaceCandidates, LipTrack, choose_speaker, track_faces
 from .path import WarpPath, band_around, solve_coarse_to_fine
 from .render import render
 from .sync import SyncFeatures, sync_features
@@ -36,7 +39,10 @@ FACE_GAP_WARN_S = 1.0  # a single stretch without a face this long earns a warni
 LOW_CONFIDENCE = 0.35  # overall confidence under this earns a warning
 CONFIDENCE_SCALE = 3.0  # a path cell this many row standard deviations below its row = confidence 1
 CONFIDENCE_RADIUS = 150  # frames each side of the path against which its cells are compared
-LONG_LINE_S = 60.0  # s: longer dubs are solved in a corridor of +-2 --max-shift, coarse-to-fine
+PARALLEL_LIPS_MIN_S = 20.0  # s: pictures this long have their lips tracked by several processes
+MAX_LIP_WORKERS = 4  # at most this many lip-tracking processes
+PROGRESS_POLL_S = 0.25  # s between progress updates while workers track lips
+LONG_LINE_S = 20.0  # s: longer dubs are solved in a corridor of +-2 --max-shift, coarse-to-fine
 EXTREME_STRETCH_MARGIN = 0.03  # stretch within this of a limit counts as 'at the limit'
 
 
@@ -50,6 +56,7 @@ class AlignConfig:
     max_stretch: float = 1.5  # fastest local rate the map may use
     model: str = "auto"  # "auto" (trained if shipped, else interim), "trained", "interim"
     renderer: str = "auto"  # "auto", "rubberband" or "vocoder"
+    workers: int = 0  # processes tracking lips at once; 0: one per core for long pictures, else 1
 
     def check(self) -> None:
         if self.guide not in ("auto", "off"):
@@ -60,6 +67,8 @@ class AlignConfig:
             raise ParameterError("stretch limits must satisfy 0 < min_stretch < 1 < max_stretch")
         if self.model not in ("auto", "trained", "interim"):
             raise ParameterError(f"model must be 'auto', 'trained' or 'interim', not {self.model!r}")
+        if self.workers < 0:
+            raise ParameterError(f"workers must be 0 (automatic) or more, not {self.workers}")
         if self.renderer not in ("auto", "rubberband", "vocoder"):
             raise ParameterError(f"renderer must be 'auto', 'rubberband' or 'vocoder', not {self.renderer!r}")
 
@@ -212,29 +221,25 @@ def analyze_picture(
     timings["picture_audio"] = time.perf_counter() - t0
     hook("picture_audio", audio)
 
-    expected = int(round(((end or info.duration) - start) * info.fps)) if info.fps else 0
-    decode_time = [0.0]
-
-    def frames() -> Iterator[tuple[float, np.ndarray]]:
-        it = media.iter_frames(picture, start=start, end=end)
-        while True:
-            t1 = time.perf_counter()
-            try:
-                t, rgb = next(it)
-            except StopIteration:
-                return
-            finally:
-                decode_time[0] += time.perf_counter() - t1
-            yield t - start, rgb
-
-    envelope = _envelope_fn(audio) if audio is not None else None
-    t0 = time.perf_counter()
-    track = track_lips(
-        frames(), audio_energy=envelope,
-        on_frame=lambda n: hook("progress", Progress("landmarks", n, expected)),
+    stop = end if end is not None else info.duration
+    expected = int(round((stop - start) * info.fps)) if info.fps else 0
+    workers = config.workers or (
+        min(os.cpu_count() or 1, MAX_LIP_WORKERS) if stop - start >= PARALLEL_LIPS_MIN_S else 1
     )
-    timings["decode"] = decode_time[0]
-    timings["landmarks"] = time.perf_counter() - t0 - decode_time[0]
+    t0 = time.perf_counter()
+    if workers <= 1:
+        progress = lambda n: hook("progress", Progress("landmarks", n, expected))  # noqa: E731
+        runs = [_track_run(picture, start, end, on_frame=progress)]
+    else:
+        bounds = list(np.linspace(start, stop, workers + 1)[:-1]) + [end]
+        runs = _track_parallel(picture, list(zip(bounds[:-1], bounds[1:], strict=True)), hook, expected)
+    timings["decode"] = sum(r[1] for r in runs)
+    timings["landmarks"] = sum(r[2] for r in runs)
+    timings["lips_wall"] = time.perf_counter() - t0
+    timings["lips_workers"] = float(len(runs))
+    parts = [replace(r[0], times=r[0].times - start) for r in runs]
+    envelope = _envelope_fn(audio) if audio is not None else None
+    track = choose_speaker(parts, audio_energy=envelope)
     hook("lips", track)
 
     frame_dur = 1.0 / info.fps if info.fps else float(np.median(np.diff(track.times)))
@@ -243,6 +248,68 @@ def analyze_picture(
         path=str(picture), start=start, duration=float(duration), fps=info.fps, width=info.width,
         height=info.height, track=track, audio=audio, timings=timings,
     )
+
+
+def _track_run(
+    picture: str | Path, start: float, end: float | None, on_frame: Callable[[int], None] | None = None
+) -> tuple[FaceCandidates, float, float]:
+    """Track faces over [start, end) s of the picture: (candidates, decode s, landmark s).
+
+    Frame times stay relative to the file's first frame.
+    """
+    decode_time = 0.0
+    it = media.iter_frames(picture, start=start, end=end)
+
+    def frames() -> Iterator[tuple[float, np.ndarray]]:
+        nonlocal decode_time
+        while True:
+            t1 = time.perf_counter()
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+            finally:
+                decode_time += time.perf_counter() - t1
+            yield item
+
+    t0 = time.perf_counter()
+    run = track_faces(frames(), on_frame=on_frame)
+    return run, decode_time, time.perf_counter() - t0 - decode_time
+
+
+_frames_done = None  # a shared counter in lip-tracking worker processes (progress)
+
+
+def _init_lips_worker(counter) -> None:
+    global _frames_done
+    _frames_done = counter
+
+
+def _track_run_in_worker(picture: str, start: float, end: float | None) -> tuple[FaceCandidates, float, float]:
+    last = [0]
+
+    def count(n: int) -> None:
+        with _frames_done.get_lock():
+            _frames_done.value += n - last[0]
+        last[0] = n
+
+    return _track_run(picture, start, end, on_frame=count)
+
+
+def _track_parallel(
+    picture: str | Path, spans: list[tuple[float, float | None]], hook: Hook, expected: int
+) -> list[tuple[FaceCandidates, float, float]]:
+    """Track each span in its own process (MediaPipe runs one frame at a time per landmarker)."""
+    ctx = multiprocessing.get_context("spawn")  # mediapipe's threads do not survive a fork
+    counter = ctx.Value("i", 0)
+    with ProcessPoolExecutor(len(spans), mp_context=ctx, initializer=_init_lips_worker, initargs=(counter,)) as ex:
+        futures = [ex.submit(_track_run_in_worker, str(picture), a, b) for a, b in spans]
+        while not all(f.done() for f in futures):
+            wait(futures, timeout=PROGRESS_POLL_S, return_when=FIRST_EXCEPTION)
+            hook("progress", Progress("landmarks", counter.value, expected))
+            if any(f.done() and f.exception() is not None for f in futures):
+                break
+        return [f.result() for f in futures]
 
 
 def _envelope_fn(audio: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
@@ -360,7 +427,7 @@ def _solve(features: SyncFeatures, config: AlignConfig) -> WarpPath:
     corridor = None
     if features.n_dub > LONG_LINE_S * PATH_RATE:
         # long lines: no dub moment may move more than twice --max-shift, which bounds memory
-        corridor = (0, 4 * pad_cols)
+        corridor = (-pad_cols, 3 * pad_cols)  # column - row; pad_cols = no shift
     pooled: dict[int, SyncFeatures] = {}
 
     def cost_fn(col_start: np.ndarray, width: int, factor: int) -> np.ndarray:

@@ -9,7 +9,7 @@ with how wide the mouth is open). Frames without a face are marked and carry zer
 from __future__ import annotations
 
 import importlib.resources
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -29,7 +29,7 @@ CROP_H, CROP_W = 48, 96  # px of the normalised mouth crop
 CROP_WIDTH_EYES = 0.9  # crop width as a multiple of the outer eye-corner distance
 CROP_DROP_EYES = 0.05  # crop centre below the lip centre, in eye distances (include the chin a bit)
 MAX_FACES = 2  # faces tracked at once; the speaking one is kept
-MATCH_RADIUS = 0.15  # a detection continues a track when within this share of the frame width
+MATCH_RADIUS = 0.15  # a detection continues a track when its mouth moved less than this share of the frame
 
 
 @dataclass(frozen=True)
@@ -95,10 +95,23 @@ def make_landmarker(max_faces: int = MAX_FACES):
 class _Track:
     """A face followed across frames while tracking (internal, mutable)."""
 
+    first: tuple[float, float]
     x: float
     y: float
     last: int
     rows: dict
+
+
+@dataclass(frozen=True)
+class FaceCandidates:
+    """Every face tracked over one run of frames, before the speaking one is chosen.
+
+    faces : one dict per face with ``present``, ``lips``, ``blend``, ``crops`` (arrays over the run's
+        frames) and ``first``/``end`` (x, y) mouth positions (shares of the frame) at its ends.
+    """
+
+    times: np.ndarray
+    faces: list
 
 
 def track_lips(
@@ -115,6 +128,13 @@ def track_lips(
         the one whose mouth moves most.
     on_frame : called with the number of frames done so far (progress).
     """
+    return choose_speaker([track_faces(frames, on_frame=on_frame)], audio_energy=audio_energy)
+
+
+def track_faces(
+    frames: Iterable[tuple[float, np.ndarray]], *, on_frame: Callable[[int], None] | None = None
+) -> FaceCandidates:
+    """Track up to MAX_FACES faces over ``frames`` (one run; runs can be tracked in parallel)."""
     import mediapipe as mp
 
     times: list[float] = []
@@ -133,31 +153,92 @@ def track_lips(
                 if grey is None:
                     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
                 row = _frame_features(pts, grey, result.face_blendshapes[k] if result.face_blendshapes else None)
-                cx, cy = pts[list(LIP_OUTER)].mean(axis=0) / w
+                cx, cy = pts[list(LIP_OUTER)].mean(axis=0) / np.array([w, h])
                 track = _nearest_track(tracks, cx, cy, i)
                 if track is None:
-                    tracks.append(_Track(cx, cy, i, {i: row}))
+                    tracks.append(_Track((float(cx), float(cy)), float(cx), float(cy), i, {i: row}))
                 else:
-                    track.x, track.y, track.last = cx, cy, i
+                    track.x, track.y, track.last = float(cx), float(cy), i
                     track.rows[i] = row
             if on_frame is not None:
                 on_frame(i + 1)
     n = len(times)
-    if n == 0:
+    return FaceCandidates(times=np.asarray(times, dtype=np.float64), faces=[_assemble(tr, n) for tr in tracks])
+
+
+def choose_speaker(
+    parts: Sequence[FaceCandidates], *, audio_energy: Callable[[np.ndarray], np.ndarray] | None = None
+) -> LipTrack:
+    """Join runs tracked separately (in time order) and keep the face that speaks.
+
+    A face continues from one run into the next when its mouth is where the previous run left one.
+    """
+    times = np.concatenate([p.times for p in parts]) if parts else np.zeros(0)
+    if len(times) == 0:
         raise MediaError("the picture has no decodable video frames")
-    if not tracks:
+    merged: list[dict] = []
+    done = 0
+    for part in parts:
+        n = len(part.times)
+        taken: set[int] = set()
+        for face in part.faces:
+            match = _continuing_face(merged, face, taken)
+            if match is None:
+                merged.append(_empty_face(done, face))
+                match = len(merged) - 1
+            taken.add(match)
+            m = merged[match]
+            for key in ("present", "lips", "blend", "crops"):
+                m[key].append(face[key])
+            m["end"], m["frames"] = face["end"], m["frames"] + n
+        for k, m in enumerate(merged):
+            if k not in taken:
+                _pad_face(m, n)
+        done += n
+    if not merged:
         raise AlignmentError("no face found in the picture: dubalign needs the speaker's face on screen")
-    t = np.asarray(times, dtype=np.float64)
-    candidates = [_assemble(tr, n, t) for tr in tracks if len(tr.rows) >= max(3, 0.1 * n)] or [
-        _assemble(max(tracks, key=lambda tr: len(tr.rows)), n, t)
+    faces = []
+    for m in merged:
+        face = {key: np.concatenate(m[key]) for key in ("present", "lips", "blend", "crops")}
+        face["x"], face["times"] = m["first"][0], times
+        faces.append(face)
+    n = len(times)
+    candidates = [f for f in faces if f["present"].sum() >= max(3, 0.1 * n)] or [
+        max(faces, key=lambda f: f["present"].sum())
     ]
     scores = [_speaking_score(c, audio_energy) for c in candidates]
     best = int(np.argmax(scores))
     chosen = candidates[best]
     return LipTrack(
-        times=t, present=chosen["present"], lips=chosen["lips"], blendshapes=chosen["blend"],
+        times=times, present=chosen["present"], lips=chosen["lips"], blendshapes=chosen["blend"],
         crops=chosen["crops"], face=best, n_faces=len(candidates), face_x=float(chosen["x"]),
     )
+
+
+def _continuing_face(merged: list[dict], face: dict, taken: set[int]) -> int | None:
+    best, best_d = None, 2 * MATCH_RADIUS
+    for k, m in enumerate(merged):
+        if k in taken:
+            continue
+        d = float(np.hypot(m["end"][0] - face["first"][0], m["end"][1] - face["first"][1]))
+        if d < best_d:
+            best, best_d = k, d
+    return best
+
+
+def _empty_face(n_before: int, face: dict) -> dict:
+    m = {"present": [], "lips": [], "blend": [], "crops": [], "first": face["first"], "end": face["end"], "frames": 0}
+    _pad_face(m, n_before)
+    return m
+
+
+def _pad_face(m: dict, n: int) -> None:
+    """Append ``n`` frames without this face."""
+    m["present"].append(np.zeros(n, bool))
+    m["lips"].append(np.zeros((n, len(LIP_POINTS), 2), np.float32))
+    m["blend"].append(np.zeros((n, N_BLENDSHAPES), np.float32))
+    m["crops"].append(np.zeros((n, CROP_H, CROP_W), np.uint8))
+    m["frames"] += n
 
 
 def _nearest_track(tracks: list[_Track], x: float, y: float, frame: int) -> _Track | None:
@@ -196,14 +277,15 @@ def _frame_features(pts: np.ndarray, grey: np.ndarray, blend) -> tuple:
     return lips.astype(np.float32), scores, crop
 
 
-def _assemble(track: _Track, n: int, times: np.ndarray) -> dict:
+def _assemble(track: _Track, n: int) -> dict:
     present = np.zeros(n, bool)
     lips = np.zeros((n, len(LIP_POINTS), 2), np.float32)
     blend = np.zeros((n, N_BLENDSHAPES), np.float32)
     crops = np.zeros((n, CROP_H, CROP_W), np.uint8)
     for i, (lp, bs, cr) in track.rows.items():
         present[i], lips[i], blend[i], crops[i] = True, lp, bs, cr
-    return {"present": present, "lips": lips, "blend": blend, "crops": crops, "x": track.x, "times": times}
+    return {"present": present, "lips": lips, "blend": blend, "crops": crops, "first": track.first,
+            "end": (track.x, track.y)}
 
 
 def _speaking_score(c: dict, audio_energy: Callable[[np.ndarray], np.ndarray] | None) -> float:

@@ -6,6 +6,7 @@ dubalign (picture audio, the time map, the output) is measured from it.
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 from collections.abc import Iterator
@@ -23,6 +24,8 @@ from .units import ANALYSIS_SR
 KEEPABLE_SUBTYPES = ("PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE", "PCM_U8")
 DUB_FORMATS = ("WAV", "WAVEX", "RF64", "W64", "FLAC", "AIFF")  # soundfile major formats accepted
 SILENCE_PEAK = 1e-4  # a dub whose peak stays below this (-80 dBFS) holds no usable speech
+SEEK_MIN_S = 5.0  # s: regions starting later than this are reached by seeking, not decoding
+SEEK_MARGIN_S = 1.0  # s: seek this far before a region start, in case the seek lands late
 MAX_ANALYSIS_DIM = 640  # px: pictures are scaled down to this longer side for face tracking
 
 
@@ -161,26 +164,37 @@ def iter_frames(
         with av.open(str(p)) as c:
             if not c.streams.video:
                 raise MediaError(f"the picture {p.name} has no video stream")
-            stream = c.streams.video[0]
-            stream.thread_type = "AUTO"
-            w, h = analysis_size(stream.codec_context.width, stream.codec_context.height, max_dim)
-            origin = None
-            for frame in c.decode(stream):
-                if frame.time is None:
-                    continue
-                if origin is None:
-                    origin = frame.time
-                t = frame.time - origin
-                if t < start - 1e-6:
-                    continue
-                if end is not None and t >= end - 1e-6:
-                    break
-                rgb = frame.to_ndarray(format="rgb24", width=w, height=h)
-                yield t, np.ascontiguousarray(rgb)
+            origin = first_video_time(c)
+        if origin is None:
+            return
+        seek_to = origin + start - SEEK_MARGIN_S if start > SEEK_MIN_S else None
+        frames = _decode_from(p, seek_to, origin)
+        first = next(frames, None)
+        if first is not None and seek_to is not None and first[0] > start + 1e-6:
+            frames, first = _decode_from(p, None, origin), None  # the seek landed late (MPEG-PS)
+        for t, frame in itertools.chain([first] if first is not None else [], frames):
+            if t < start - 1e-6:
+                continue
+            if end is not None and t >= end - 1e-6:
+                break
+            w, h = analysis_size(frame.width, frame.height, max_dim)
+            yield t, np.ascontiguousarray(frame.to_ndarray(format="rgb24", width=w, height=h))
     except MediaError:
         raise
     except (av.FFmpegError, OSError, ValueError) as e:
         raise MediaError(f"cannot decode the picture {p.name}: {_short(e)}") from None
+
+
+def _decode_from(path: Path, seek_to: float | None, origin: float) -> Iterator[tuple[float, av.VideoFrame]]:
+    """(time from origin, frame) from a fresh container, after seeking to ``seek_to`` s if given."""
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        stream.thread_type = "AUTO"
+        if seek_to is not None:
+            c.seek(int(seek_to / stream.time_base), stream=stream, backward=True)
+        for frame in c.decode(stream):
+            if frame.time is not None:
+                yield frame.time - origin, frame
 
 
 def first_video_time(container: av.container.InputContainer) -> float | None:
@@ -221,7 +235,8 @@ def read_picture_audio(
     if not chunks:
         return None
     y = np.concatenate(chunks).astype(np.float32)
-    lead = int(round(((origin if first_t is None else first_t) - origin - start) * sr))  # samples of audio before `start`
+    # samples of audio before `start` (negative: audio begins after it)
+    lead = int(round(((origin if first_t is None else first_t) - origin - start) * sr))
     y = np.concatenate([np.zeros(lead, np.float32), y]) if lead > 0 else y[-lead:]
     if end is not None:
         n = int(round((end - start) * sr))

@@ -24,7 +24,7 @@ from .audio import frame_energy_db, log_mel
 from .lips import LipTrack
 from .units import PATH_RATE
 
-ROW_CHUNK = 256  # rows computed at once: bounds the temporary (ROW_CHUNK, width, dim) gather
+GATHER_FLOATS = 4_000_000  # size of the temporary (rows, width, dim) gather computed at once
 N_CEPSTRA = 13  # cepstral coefficients of the guide features (c0, the level, left out)
 DELTA_WIDTH = 5  # frames over which the guide's deltas are taken
 GUIDE_SNR_MID_DB = 12.0  # picture-audio dynamic range (dB) at which the guide gets half its weight
@@ -160,8 +160,9 @@ def banded_distance(
     n_pic = len(cols)
     out = np.empty((len(rows), width), np.float32)
     offsets = np.arange(width)
-    for lo in range(0, len(rows), ROW_CHUNK):
-        hi = min(lo + ROW_CHUNK, len(rows))
+    chunk = max(1, GATHER_FLOATS // max(1, width * rows.shape[1]))
+    for lo in range(0, len(rows), chunk):
+        hi = min(lo + chunk, len(rows))
         idx = col_start[lo:hi, None] + offsets
         band = cols[np.clip(idx, 0, n_pic - 1)]  # (rows, width, dim)
         r = rows[lo:hi, None, :]

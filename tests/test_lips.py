@@ -7,7 +7,16 @@ import pytest
 from helpers import black_picture, grid_analysis, grid_words
 
 from dubalign.errors import AlignmentError, MediaError
-from dubalign.lips import CROP_H, CROP_W, LIP_POINTS, N_BLENDSHAPES, LipTrack, track_lips
+from dubalign.lips import (
+    CROP_H,
+    CROP_W,
+    LIP_POINTS,
+    N_BLENDSHAPES,
+    FaceCandidates,
+    LipTrack,
+    choose_speaker,
+    track_lips,
+)
 from dubalign.media import iter_frames
 
 pytestmark = pytest.mark.slow
@@ -67,3 +76,49 @@ def test_progress_is_reported(tmp_path):
     with pytest.raises(AlignmentError):
         track_lips(iter_frames(path), on_frame=done.append)
     assert done == [1, 2, 3, 4, 5]
+
+
+def _run(times, faces):
+    """FaceCandidates from (first, end, present mask) triples, with the mask as lip offsets."""
+    out = []
+    for first, end, present in faces:
+        n = len(times)
+        lips = np.zeros((n, len(LIP_POINTS), 2), np.float32)
+        lips[:, LIP_POINTS.index(14), 1] = np.where(present, np.linspace(0, 0.2, n), 0)  # mouth moves
+        out.append({"present": np.asarray(present), "lips": lips,
+                    "blend": np.zeros((n, N_BLENDSHAPES), np.float32),
+                    "crops": np.zeros((n, CROP_H, CROP_W), np.uint8), "first": first, "end": end})
+    return FaceCandidates(times=np.asarray(times, float), faces=out)
+
+
+def test_choose_speaker_joins_runs_by_position():
+    # run 1: one face on the left; run 2: a new face on the right appears, then the left one
+    a = _run([0.0, 0.04], [((0.3, 0.5), (0.3, 0.5), [True, True])])
+    b = _run([0.08, 0.12], [((0.8, 0.5), (0.8, 0.5), [True, False]), ((0.31, 0.5), (0.3, 0.5), [True, True])])
+    track = choose_speaker([a, b])
+    np.testing.assert_allclose(track.times, [0.0, 0.04, 0.08, 0.12])
+    # the left face is present in all four frames; the right one (1 frame of 4) is too rare to compete
+    assert track.present.tolist() == [True, True, True, True]
+    assert track.face_x == pytest.approx(0.3)
+
+
+def test_choose_speaker_without_faces_raises():
+    with pytest.raises(AlignmentError, match="no face"):
+        choose_speaker([FaceCandidates(times=np.arange(3) / 25, faces=[])])
+    with pytest.raises(MediaError):
+        choose_speaker([FaceCandidates(times=np.zeros(0), faces=[])])
+
+
+def test_parallel_runs_match_a_single_run(track):
+    """Tracking two halves in two processes gives the same lips as one pass (picture from the file)."""
+    from helpers import grid_clip
+
+    from dubalign.align import AlignConfig, analyze_picture
+
+    split = analyze_picture(grid_clip(), AlignConfig(workers=2))
+    assert split.timings["lips_workers"] == 2
+    np.testing.assert_allclose(split.track.times, track.times, atol=1e-9)
+    both = split.track.present & track.present
+    assert both.mean() > 0.9
+    # MediaPipe re-detects the face at the start of the second half, so allow small differences
+    np.testing.assert_allclose(split.track.lips[both], track.lips[both], atol=0.05)
