@@ -131,7 +131,9 @@ def batch(cues, picture, out_dir, jobs, resume, overwrite, fps, reel_start, colu
     try:
         config = BatchConfig(
             cues=Path(cues), out_dir=out,
-            align=AlignConfig(guide=guide, max_shift=max_shift, model=model, renderer=renderer),
+            # several cues at once already use the cores: each tracks its lips in one process
+            align=AlignConfig(guide=guide, max_shift=max_shift, model=model, renderer=renderer,
+                              workers=1 if jobs > 1 else 0),
             picture=Path(picture) if picture else None,
             fps=parse_rate(fps) if fps else None,
             column_map=parse_column_map(column_map), template=template, handles=handles,
