@@ -28,7 +28,7 @@ from .errors import AlignmentError, ParameterError
 from .lips import FaceCandidates, LipTrack, choose_speaker, track_faces
 from .path import WarpPath, band_around, solve_coarse_to_fine
 from .render import render
-from .sync import SyncFeatures, sync_features
+from .sync import GUIDE_AGREEMENT_MID, SyncFeatures, guide_agreement, guide_weight, sync_features
 from .timemap import TimeMap, path_to_timemap
 from .units import FEATURE_RATE, PATH_RATE
 
@@ -39,6 +39,7 @@ FACE_GAP_WARN_S = 1.0  # a single stretch without a face this long earns a warni
 LOW_CONFIDENCE = 0.35  # overall confidence under this earns a warning
 CONFIDENCE_SCALE = 3.0  # a path cell this many row standard deviations below its row = confidence 1
 CONFIDENCE_RADIUS = 150  # frames each side of the path against which its cells are compared
+FULL_TRUST = 0.99  # a guide weight above this: the guide-only path is the answer
 PARALLEL_LIPS_MIN_S = 20.0  # s: pictures this long have their lips tracked by several processes
 MAX_LIP_WORKERS = 4  # at most this many lip-tracking processes
 PROGRESS_POLL_S = 0.25  # s between progress updates while workers track lips
@@ -363,16 +364,21 @@ def align_dub(
     hook("sync_features", features)
 
     t0 = time.perf_counter()
-    path = _solve(features, config)
+    solve = functools.partial(_solve_map, config=config, speech=speech[: len(mel)])
+    if features.guide_dub is not None:
+        # align on the guide alone first; how well the picture's audio then follows the dub
+        # says how far to trust it against the lips
+        path, timemap = solve(features)
+        agreement = guide_agreement(y16, picture.audio, timemap)
+        parity = getattr(model, "guide_parity", GUIDE_AGREEMENT_MID)
+        features = replace(features, guide_weight=guide_weight(agreement, parity=parity))
+        hook("guide_agreement", agreement)
+        if features.guide_weight < FULL_TRUST:
+            path, timemap = solve(features)
+    else:
+        path, timemap = solve(features)
     timings["path"] = time.perf_counter() - t0
     hook("path", path)
-
-    t0 = time.perf_counter()
-    timemap = path_to_timemap(
-        path, rate=PATH_RATE, pic_origin=-pad, min_stretch=config.min_stretch,
-        max_stretch=config.max_stretch, dub_speech=speech[: len(mel)],
-    )
-    timings["time_map"] = time.perf_counter() - t0
     hook("time_map", timemap)
 
     t0 = time.perf_counter()
@@ -439,6 +445,16 @@ def _solve(features: SyncFeatures, config: AlignConfig) -> WarpPath:
         cost_fn, features.n_dub, features.n_pic, start_cols=(0, 2 * pad_cols), corridor=corridor,
         min_slope=config.min_stretch, max_slope=config.max_stretch,
     )
+
+
+def _solve_map(features: SyncFeatures, *, config: AlignConfig, speech: np.ndarray) -> tuple[WarpPath, TimeMap]:
+    """The path through the fused costs and the smooth time map made from it."""
+    path = _solve(features, config)
+    timemap = path_to_timemap(
+        path, rate=PATH_RATE, pic_origin=-config.max_shift, min_stretch=config.min_stretch,
+        max_stretch=config.max_stretch, dub_speech=speech,
+    )
+    return path, timemap
 
 
 def _confidence(features: SyncFeatures, path: WarpPath, speech: np.ndarray) -> tuple[np.ndarray, float]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import librosa
 import numpy as np
 import scipy.fft
+import scipy.special
 
 from .audio import frame_energy_db, log_mel
 from .lips import LipTrack
@@ -27,8 +28,10 @@ from .units import PATH_RATE
 GATHER_FLOATS = 4_000_000  # size of the temporary (rows, width, dim) gather computed at once
 N_CEPSTRA = 13  # cepstral coefficients of the guide features (c0, the level, left out)
 DELTA_WIDTH = 5  # frames over which the guide's deltas are taken
-GUIDE_SNR_MID_DB = 12.0  # picture-audio dynamic range (dB) at which the guide gets half its weight
-GUIDE_SNR_SLOPE_DB = 4.0  # how quickly the guide weight moves around that midpoint
+# The guide's weight against the lips, from the envelope agreement of the guide-only alignment
+# (about 0.9 for clean production sound, 0.2 to 0.8 under babble at -5 dB SNR on the benchmark).
+GUIDE_AGREEMENT_MID = 0.75  # agreement at which guide and lips weigh the same
+GUIDE_AGREEMENT_SLOPE = 0.06  # how quickly the weight moves around that midpoint
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,8 @@ class SyncFeatures:
     lip_pic : [shape=(n_pic, E)] lip embeddings of the picture on the column grid
     lip_valid : [shape=(n_pic,)] bool, columns whose frame shows the face
     guide_dub, guide_pic : [shape=(n_dub, M)], [shape=(n_pic, M)] unit log-mel vectors, or None
-    guide_weight : weight of the guide term in [0, 1] (0 without a usable picture audio)
+    guide_weight : weight of the guide term in [0, 1] (0 without picture audio; set from
+        :func:`guide_agreement` by the orchestrator)
     pad : seconds of padding before picture time 0 (column 0 = picture time -pad)
     factor : how many PATH_RATE frames each row/column stands for (1, or pooled)
     """
@@ -189,17 +193,30 @@ def zscore_rows(costs: np.ndarray, valid: np.ndarray | None = None) -> np.ndarra
     return z.astype(np.float32)
 
 
-def guide_weight_from_audio(y16: np.ndarray) -> float:
-    """Trust in the picture audio as a guide, from its speech-to-noise dynamic range.
+def guide_agreement(dub_y16: np.ndarray, picture_y16: np.ndarray, timemap) -> float:
+    """How well the picture's audio follows the dub once the dub is placed by ``timemap``.
 
-    Clean production sound has speech peaks far above the floor; a track under steady noise or
-    babble does not. Returns a weight in [0, 1].
+    The correlation of the two energy envelopes (dB) over the picture: near 1 when the picture's
+    track is clean speech of the same words, lower as noise or other voices fill it. ``timemap``
+    is the guide-only alignment (dub time -> picture time).
     """
-    db = frame_energy_db(y16)
-    if len(db) < 10 or np.max(db) < -70:
+    dub_db, pic_db = frame_energy_db(dub_y16), frame_energy_db(picture_y16)
+    if len(pic_db) < 10 or np.std(pic_db) < 1e-3:
         return 0.0
-    dyn = float(np.percentile(db, 95) - np.percentile(db, 10))
-    return float(1.0 / (1.0 + np.exp(-(dyn - GUIDE_SNR_MID_DB) / GUIDE_SNR_SLOPE_DB)))
+    dub_frames = timemap.to_dub(np.arange(len(pic_db)) / PATH_RATE) * PATH_RATE
+    placed = np.interp(dub_frames, np.arange(len(dub_db)), dub_db, left=dub_db.min(), right=dub_db.min())
+    if np.std(placed) < 1e-3:
+        return 0.0
+    return float(np.corrcoef(placed, pic_db)[0, 1])
+
+
+def guide_weight(agreement: float, *, parity: float = GUIDE_AGREEMENT_MID) -> float:
+    """The guide's share of the fused cost, from its agreement with the dub (see guide_agreement).
+
+    parity : the agreement at which guide and lips weigh the same; a weaker lip model has a lower
+        parity (the guide wins sooner).
+    """
+    return float(scipy.special.expit((agreement - parity) / GUIDE_AGREEMENT_SLOPE))
 
 
 def sync_features(
@@ -223,13 +240,11 @@ def sync_features(
     if metric == "cosine":
         video /= np.linalg.norm(video, axis=1, keepdims=True) + 1e-8
     guide_dub = guide_pic = None
-    guide_w = 0.0
     if picture_y16 is not None:
-        guide_w = guide_weight_from_audio(picture_y16)
         guide_dub, guide_pic = guide_vectors(dub_mel, picture_y16, grid)
     return SyncFeatures(
         lip_dub=audio, lip_pic=video, lip_valid=frame_validity(track, grid), metric=metric,
-        guide_dub=guide_dub, guide_pic=guide_pic, guide_weight=guide_w, pad=pad,
+        guide_dub=guide_dub, guide_pic=guide_pic, guide_weight=1.0 if guide_dub is not None else 0.0, pad=pad,
     )
 
 

@@ -11,11 +11,13 @@ from dubalign.sync import (
     SyncFeatures,
     banded_distance,
     frame_validity,
-    guide_weight_from_audio,
+    guide_agreement,
+    guide_weight,
     picture_grid,
     resample_rows,
     zscore_rows,
 )
+from dubalign.timemap import TimeMap
 from dubalign.units import ANALYSIS_SR, PATH_RATE
 
 
@@ -171,13 +173,18 @@ def test_band_without_guide_is_the_zscored_lip_distance(rng):
     assert (m.costs[:, 20:30] == 0).all()  # columns 40..49: no face, neutral cost
 
 
-def test_guide_weight_trusts_clean_speech_more_than_noisy(rng):
+def test_guide_agreement_is_high_for_clean_speech_and_lower_under_babble(rng):
     y, sr = grid_audio()
     clean = to_rate(y, sr, ANALYSIS_SR)
-    speech_rms = np.sqrt(np.mean(clean[clean**2 > 1e-4] ** 2))
-    loud_noise = clean + (speech_rms * 1.8 * rng.standard_normal(len(clean))).astype(np.float32)  # ~-5 dB SNR
-    w_clean, w_noisy = guide_weight_from_audio(clean), guide_weight_from_audio(loud_noise)
-    assert 0.0 <= w_noisy < w_clean <= 1.0
-    assert w_clean > 0.8
-    assert w_noisy < 0.3
-    assert guide_weight_from_audio(np.zeros(ANALYSIS_SR, np.float32)) == 0.0
+    # babble: the same clip's speech at other offsets, 5 dB louder than the speech
+    babble = sum(np.roll(clean, int(k * ANALYSIS_SR)) for k in (0.37, 0.81, 1.33, 1.9))
+    babble *= np.sqrt(np.mean(clean**2) / np.mean(babble**2)) * 10 ** (5 / 20)
+    identity = TimeMap.identity(len(clean) / ANALYSIS_SR)
+    a_clean = guide_agreement(clean, clean, identity)
+    a_noisy = guide_agreement(clean, clean + babble, identity)
+    assert a_clean == pytest.approx(1.0, abs=1e-6)
+    assert a_noisy < 0.8
+    assert guide_weight(a_clean) > 0.95 and guide_weight(a_noisy) < guide_weight(a_clean)
+    assert guide_agreement(clean, np.zeros_like(clean), identity) == 0.0
+    # a wrong placement of the same clean speech agrees less than the right one
+    assert guide_agreement(clean, clean, TimeMap.shifted(0.4, duration=3.0)) < a_clean - 0.2
