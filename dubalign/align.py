@@ -25,7 +25,7 @@ import numpy as np
 from . import media
 from .audio import frame_energy_db, log_mel, speech_activity, to_analysis
 from .errors import AlignmentError, ParameterError
-from .lips import FaceCandidates, LipTrack, choose_speaker, track_faces
+from .lips import MAX_FACES, FaceCandidates, LipTrack, choose_speaker, count_faces, track_faces
 from .path import WarpPath, band_around, solve_coarse_to_fine
 from .render import render
 from .sync import GUIDE_AGREEMENT_MID, SyncFeatures, guide_agreement, guide_weight, sync_features
@@ -40,6 +40,7 @@ LOW_CONFIDENCE = 0.35  # overall confidence under this earns a warning
 CONFIDENCE_SCALE = 3.0  # a path cell this many row standard deviations below its row = confidence 1
 CONFIDENCE_RADIUS = 150  # frames each side of the path against which its cells are compared
 FULL_TRUST = 0.99  # a guide weight above this: the guide-only path is the answer
+FACE_PROBES = 5  # frames looked at first to count the faces on screen (one face: faster tracking)
 PARALLEL_LIPS_MIN_S = 20.0  # s: pictures this long have their lips tracked by several processes
 MAX_LIP_WORKERS = 4  # at most this many lip-tracking processes
 PROGRESS_POLL_S = 0.25  # s between progress updates while workers track lips
@@ -228,12 +229,18 @@ def analyze_picture(
         min(os.cpu_count() or 1, MAX_LIP_WORKERS) if stop - start >= PARALLEL_LIPS_MIN_S else 1
     )
     t0 = time.perf_counter()
+    probe_times = np.linspace(start, stop, FACE_PROBES + 2)[1:-1]
+    max_faces = count_faces(_frame_at(picture, t) for t in probe_times) or MAX_FACES
+    timings["face_probe"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
     if workers <= 1:
         progress = lambda n: hook("progress", Progress("landmarks", n, expected))  # noqa: E731
-        runs = [_track_run(picture, start, end, on_frame=progress)]
+        runs = [_track_run(picture, start, end, max_faces, on_frame=progress)]
     else:
         bounds = list(np.linspace(start, stop, workers + 1)[:-1]) + [end]
-        runs = _track_parallel(picture, list(zip(bounds[:-1], bounds[1:], strict=True)), hook, expected)
+        spans = list(zip(bounds[:-1], bounds[1:], strict=True))
+        runs = _track_parallel(picture, spans, max_faces, hook, expected)
     timings["decode"] = sum(r[1] for r in runs)
     timings["landmarks"] = sum(r[2] for r in runs)
     timings["lips_wall"] = time.perf_counter() - t0
@@ -251,8 +258,14 @@ def analyze_picture(
     )
 
 
+def _frame_at(picture: str | Path, t: float) -> np.ndarray:
+    """The picture's frame at time ``t`` (s), as rgb."""
+    return next(iter(media.iter_frames(picture, start=t)))[1]
+
+
 def _track_run(
-    picture: str | Path, start: float, end: float | None, on_frame: Callable[[int], None] | None = None
+    picture: str | Path, start: float, end: float | None, max_faces: int,
+    on_frame: Callable[[int], None] | None = None,
 ) -> tuple[FaceCandidates, float, float]:
     """Track faces over [start, end) s of the picture: (candidates, decode s, landmark s).
 
@@ -274,7 +287,7 @@ def _track_run(
             yield item
 
     t0 = time.perf_counter()
-    run = track_faces(frames(), on_frame=on_frame)
+    run = track_faces(frames(), max_faces=max_faces, on_frame=on_frame)
     return run, decode_time, time.perf_counter() - t0 - decode_time
 
 
@@ -286,7 +299,9 @@ def _init_lips_worker(counter) -> None:
     _frames_done = counter
 
 
-def _track_run_in_worker(picture: str, start: float, end: float | None) -> tuple[FaceCandidates, float, float]:
+def _track_run_in_worker(
+    picture: str, start: float, end: float | None, max_faces: int
+) -> tuple[FaceCandidates, float, float]:
     last = [0]
 
     def count(n: int) -> None:
@@ -294,17 +309,17 @@ def _track_run_in_worker(picture: str, start: float, end: float | None) -> tuple
             _frames_done.value += n - last[0]
         last[0] = n
 
-    return _track_run(picture, start, end, on_frame=count)
+    return _track_run(picture, start, end, max_faces, on_frame=count)
 
 
 def _track_parallel(
-    picture: str | Path, spans: list[tuple[float, float | None]], hook: Hook, expected: int
+    picture: str | Path, spans: list[tuple[float, float | None]], max_faces: int, hook: Hook, expected: int
 ) -> list[tuple[FaceCandidates, float, float]]:
     """Track each span in its own process (MediaPipe runs one frame at a time per landmarker)."""
     ctx = multiprocessing.get_context("spawn")  # mediapipe's threads do not survive a fork
     counter = ctx.Value("i", 0)
     with ProcessPoolExecutor(len(spans), mp_context=ctx, initializer=_init_lips_worker, initargs=(counter,)) as ex:
-        futures = [ex.submit(_track_run_in_worker, str(picture), a, b) for a, b in spans]
+        futures = [ex.submit(_track_run_in_worker, str(picture), a, b, max_faces) for a, b in spans]
         while not all(f.done() for f in futures):
             wait(futures, timeout=PROGRESS_POLL_S, return_when=FIRST_EXCEPTION)
             hook("progress", Progress("landmarks", counter.value, expected))
