@@ -41,6 +41,7 @@ CONFIDENCE_SCALE = 3.0  # a path cell this many row standard deviations below it
 CONFIDENCE_RADIUS = 150  # frames each side of the path against which its cells are compared
 FULL_TRUST = 0.99  # a guide weight above this: the guide-only path is the answer
 FACE_PROBES = 5  # frames looked at first to count the faces on screen (one face: faster tracking)
+FACE_PROBE_MIN_S = 15.0  # s: shorter pictures skip that probe and track up to MAX_FACES
 PARALLEL_LIPS_MIN_S = 20.0  # s: pictures this long have their lips tracked by several processes
 MAX_LIP_WORKERS = 4  # at most this many lip-tracking processes
 PROGRESS_POLL_S = 0.25  # s between progress updates while workers track lips
@@ -229,8 +230,10 @@ def analyze_picture(
         min(os.cpu_count() or 1, MAX_LIP_WORKERS) if stop - start >= PARALLEL_LIPS_MIN_S else 1
     )
     t0 = time.perf_counter()
-    probe_times = np.linspace(start, stop, FACE_PROBES + 2)[1:-1]
-    max_faces = count_faces(_frame_at(picture, t) for t in probe_times) or MAX_FACES
+    max_faces = MAX_FACES
+    if stop - start >= FACE_PROBE_MIN_S:  # the probe costs ~1 s: worth it on longer pictures only
+        probe_times = np.linspace(start, stop, FACE_PROBES + 2)[1:-1]
+        max_faces = count_faces(_frame_at(picture, t) for t in probe_times) or MAX_FACES
     timings["face_probe"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
