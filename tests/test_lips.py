@@ -15,6 +15,7 @@ from dubalign.lips import (
     FaceCandidates,
     LipTrack,
     choose_speaker,
+    count_faces,
     track_lips,
 )
 from dubalign.media import iter_frames
@@ -122,3 +123,11 @@ def test_parallel_runs_match_a_single_run(track):
     assert both.mean() > 0.9
     # MediaPipe re-detects the face at the start of the second half, so allow small differences
     np.testing.assert_allclose(split.track.lips[both], track.lips[both], atol=0.05)
+
+
+def test_count_faces(tmp_path):
+    from helpers import grid_clip
+
+    frames = [rgb for _, rgb in iter_frames(grid_clip(), start=1.0, end=1.2)]
+    assert count_faces(frames) == 1
+    assert count_faces([np.zeros_like(frames[0])]) == 0
