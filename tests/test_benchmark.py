@@ -1,0 +1,308 @@
+"""The benchmark's scorer and case builder, on bundled GRID clips (tests/data/grid, CC BY 4.0)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from dubalign import benchmark as B
+from dubalign.errors import MediaError, ParameterError
+
+REPO = Path(__file__).resolve().parent.parent
+GRID = Path(__file__).resolve().parent / "data" / "grid"
+WARPED_CLIP = "bbir8p"  # test split: picture of the warped case
+REPERF_CLIP = "bbaf2n"  # test split: sentence of the re-performance case
+SR = B.PICTURE_AUDIO_SR
+
+
+@pytest.fixture(scope="module")
+def grid() -> B.GridCorpus:
+    return B.GridCorpus.open(GRID)
+
+
+@pytest.fixture(scope="module")
+def speech(grid) -> np.ndarray:
+    """A real sentence (GRID s1) at SR: the reference speech under the lips."""
+    return B.decode_audio(grid.video(WARPED_CLIP), SR)
+
+
+@pytest.fixture(scope="module")
+def cases(grid, tmp_path_factory) -> dict[str, B.Case]:
+    out = tmp_path_factory.mktemp("cases")
+    built = B.build_cases(
+        [grid.video(WARPED_CLIP)],
+        out,
+        seed=7,
+        grid=grid,
+        grid_clips=[REPERF_CLIP],
+        babble_clips=_babble(grid),
+    )
+    return {c.kind: c for c in built}
+
+
+def _babble(grid):
+    return [grid.video(c) for c in ("bbwm4n", "bbas3a")]
+
+
+def _shift(y: np.ndarray, seconds: float) -> np.ndarray:
+    """y played ``seconds`` later (positive: audio late), same length."""
+    k = int(round(seconds * SR))
+    return np.concatenate([np.zeros(k), y[:-k]]) if k > 0 else np.concatenate([y[-k:], np.zeros(-k)])
+
+
+# --- metrics ------------------------------------------------------------------------------------
+
+
+def test_metrics_known_answer():
+    e = np.array([0.0, 100.0, -50.0, 150.0, np.nan])
+    w = np.array([1.0, 1.0, 1.0, 1.0, 1.0])
+    m = B.Metrics.from_errors(e, w)
+    assert m.insync_pct == 40.0  # 0 and +100
+    assert m.acceptable_pct == 80.0  # -50 and +150 too
+    assert m.tight_pct == 20.0
+    assert m.unlocated_pct == 20.0
+    assert m.median_abs_ms == 100.0  # |e| sorted 0, 50, 100, 150, inf
+    assert m.p95_abs_ms == float("inf")  # the lost moment is the worst
+    assert m.speech_s == 5.0
+
+
+def test_metrics_weights_and_window_edges():
+    m = B.Metrics.from_errors(np.array([-45.0, 125.0, 126.0]), np.array([1.0, 1.0, 2.0]))
+    assert m.insync_pct == 50.0  # both edges are inside, the heavy third is out
+
+
+def test_pool_is_speech_weighted():
+    a = B.Score(errors_ms=np.array([0.0]), weights=np.array([3.0]))
+    b = B.Score(errors_ms=np.array([500.0]), weights=np.array([1.0]))
+    assert B.pool([a, b]).insync_pct == 75.0
+
+
+# --- the warped scorer --------------------------------------------------------------------------
+
+
+def test_identity_scores_full(speech):
+    m = B.score_warped(speech, SR, speech, SR).metrics()
+    assert m.insync_pct >= 99.0
+    assert m.median_abs_ms <= 2.0
+    assert m.speech_s > 1.0
+
+
+@pytest.mark.parametrize("shift_ms", [80.0, -60.0])
+def test_constant_shift_is_measured(speech, shift_ms):
+    out = _shift(speech, shift_ms / 1000)
+    s = B.score_warped(out, SR, speech, SR)
+    found = np.isfinite(s.errors_ms)
+    assert found.mean() > 0.95
+    assert abs(np.median(s.errors_ms[found]) - shift_ms) <= 5.0
+    m = s.metrics()
+    # +80 ms late is inside the window, 60 ms early is outside it (audio may lead by 45 ms only)
+    assert m.insync_pct == (pytest.approx(100.0, abs=3) if shift_ms > 0 else pytest.approx(0, abs=3))
+
+
+def test_output_rate_and_channels_do_not_matter(speech):
+    import librosa
+
+    out = librosa.resample(_shift(speech, 0.1), orig_sr=SR, target_sr=44100)
+    stereo = np.stack([out, out], axis=1)
+    s = B.score_warped(stereo, 44100, speech, SR)
+    assert abs(np.nanmedian(s.errors_ms) - 100.0) <= 5.0
+
+
+def test_noise_counts_as_out_of_sync(speech, rng):
+    noise = rng.standard_normal(len(speech)).astype(np.float32) * 0.1
+    m = B.score_warped(noise, SR, speech, SR).metrics()
+    assert m.insync_pct <= 5.0 and m.acceptable_pct <= 10.0
+    # chance matches stay possible (a speech onset looks like the edge of the output), but most
+    # of the speech is not found at all
+    assert m.unlocated_pct >= 60.0
+
+
+def test_silence_and_far_shift_count_as_out_of_sync(speech):
+    assert B.score_warped(np.zeros_like(speech), SR, speech, SR).metrics().unlocated_pct == 100.0
+    far = B.score_warped(_shift(speech, 1.3), SR, speech, SR).metrics()
+    assert far.insync_pct <= 5.0
+
+
+# --- case building ------------------------------------------------------------------------------
+
+
+def test_random_warp_respects_protocol(rng):
+    pic_t, dub_t = B.random_warp(6.0, rng=rng)
+    rate = np.diff(dub_t) / np.diff(pic_t)
+    assert B.WARP_RATE_RANGE[0] - 1e-9 <= rate.min() and rate.max() <= B.WARP_RATE_RANGE[1] + 1e-9
+    assert rate.max() - rate.min() > 0.1  # it does vary
+    assert B.WARP_OFFSET_S[0] <= dub_t[0] <= B.WARP_OFFSET_S[1]
+    assert pic_t[0] == 0.0 and pic_t[-1] >= 6.0
+
+
+def test_random_warp_is_seeded():
+    a = B.random_warp(3.0, rng=np.random.default_rng(3))
+    b = B.random_warp(3.0, rng=np.random.default_rng(3))
+    np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_read_grid_align():
+    words = B.read_grid_align(GRID / "align" / f"{REPERF_CLIP}.align")
+    assert [w.text for w in words] == ["bin", "blue", "at", "f", "two", "now"]
+    assert words[0].start == pytest.approx(23750 / 25000)
+
+
+def test_word_map_takes_words_onto_words():
+    wd = [B.Word(0.2, 0.4, "a"), B.Word(0.8, 1.0, "b")]
+    wp = [B.Word(1.0, 1.3, "a"), B.Word(1.3, 1.5, "b")]
+    pic_t, dub_t = B.word_map(wd, wp, 3.0)
+    assert np.all(np.diff(pic_t) > 0) and np.all(np.diff(dub_t) > 0)
+    truth = B.Truth("reperformance", 3.0, pic_t, dub_t)
+    np.testing.assert_allclose(truth.to_picture([0.3, 0.9]), [1.15, 1.4], atol=1e-6)
+
+
+def test_choose_donors_uses_other_takes(grid, rng):
+    donors = B.choose_donors(grid, REPERF_CLIP, rng=rng)
+    assert REPERF_CLIP not in donors
+    assert len(set(donors)) == len(donors)  # the bundle allows a new take for every word
+    for word, donor in zip(grid.words[REPERF_CLIP], donors, strict=True):
+        assert word.text in [w.text for w in grid.words[donor]]
+
+
+def test_warped_case_files(cases, grid):
+    case = cases["warped"]
+    for cond in B.CONDITIONS:
+        assert case.picture(cond).is_file()
+    with av.open(str(case.picture("mute"))) as c:
+        assert not c.streams.audio
+    with av.open(str(case.picture("clean"))) as c, av.open(str(grid.video(WARPED_CLIP))) as src:
+        n_out = sum(1 for _ in c.decode(video=0))
+        n_src = sum(1 for _ in src.decode(video=0))
+    assert n_out == n_src
+    info = B.sf.info(case.dub_path)
+    assert info.samplerate == B.DUB_SR and info.subtype == "PCM_24"
+    # the clean picture carries the picture's own speech, in sync
+    clean = B.decode_audio(case.picture("clean"), SR)
+    ref = B.decode_audio(case.ref_path, SR)
+    assert B.score_warped(clean, SR, ref, SR).metrics().insync_pct >= 98.0
+
+
+def test_cases_are_cached_and_deterministic(cases, grid, tmp_path):
+    case = cases["warped"]
+    kw = dict(seed=7, babble_clips=_babble(grid))
+    again = B.build_cases([grid.video(WARPED_CLIP)], case.path.parent.parent, **kw)[0]
+    assert again.truth.to_json() == case.truth.to_json()
+    fresh = B.build_cases([grid.video(WARPED_CLIP)], tmp_path, **kw)[0]
+    assert fresh.truth.to_json() == case.truth.to_json()
+    a, _ = B.sf.read(case.dub_path)
+    b, _ = B.sf.read(fresh.dub_path)
+    np.testing.assert_array_equal(a, b)
+
+
+# --- reference methods through the scorer --------------------------------------------------------
+
+
+def test_true_warp_scores_near_ceiling(cases):
+    case = cases["warped"]
+    out = B.run_method("true-warp", case, "mute")
+    m = B.score_case(case, out.audio, out.sr).metrics()
+    assert m.insync_pct >= 90.0
+    assert m.median_abs_ms <= 15.0
+    assert B.score_case(case, *_none(case)).metrics().insync_pct < m.insync_pct
+
+
+def _none(case):
+    out = B.run_method("none", case, "clean")
+    return out.audio, out.sr
+
+
+def test_oracle_shift_is_best_constant_shift(cases):
+    case = cases["warped"]
+    best = B.best_shift(case)
+    pic, w = B.speech_times(case)
+    lead = case.truth.to_dub(pic) - pic
+    assert lead.min() - 0.13 <= best <= lead.max() + 0.05
+    scores = [
+        B.score_case(case, B.shift_dub(B.sf.read(case.dub_path)[0], B.DUB_SR, s, 3 * B.DUB_SR), B.DUB_SR)
+        .metrics()
+        .insync_pct
+        for s in (best, best + 0.3)
+    ]
+    assert scores[0] > scores[1]
+
+
+def test_reperformance_words_located(cases):
+    case = cases["reperformance"]
+    dub, sr = B.sf.read(case.dub_path, always_2d=True)
+    shift = 0.25
+    out = B.shift_dub(dub, sr, shift, B.seconds_to_samples(case.truth.picture_duration, sr))
+    s = B.score_case(case, out, sr)
+    expected = np.array(
+        [(d.centre - shift - p.centre) * 1000 for d, p in zip(case.truth.words_dub, case.truth.words_pic, strict=True)]
+    )
+    found = np.isfinite(s.errors_ms)
+    near = np.abs(expected) < 900  # within the search, with room for the widened template
+    assert found[near].mean() >= 0.8
+    np.testing.assert_allclose(s.errors_ms[found & near], expected[found & near], atol=15)
+
+
+def test_reperformance_true_warp(cases):
+    case = cases["reperformance"]
+    out = B.run_method("true-warp", case, "clean")
+    assert B.score_case(case, out.audio, out.sr).metrics().insync_pct >= 80.0
+
+
+def test_guide_dtw_clean_warped(cases):
+    case = cases["warped"]
+    out = B.run_method("guide-dtw", case, "clean")
+    assert B.score_case(case, out.audio, out.sr).metrics().insync_pct >= 80.0
+
+
+# --- errors and the whole run -------------------------------------------------------------------
+
+
+def test_documented_errors(cases, tmp_path):
+    with pytest.raises(MediaError):
+        B.load_case(tmp_path)
+    with pytest.raises(ParameterError):
+        B.run_method("syncnet", cases["warped"], "clean")
+    with pytest.raises(ParameterError):
+        B.run_method("guide-dtw", cases["warped"], "mute")
+    with pytest.raises(ParameterError):
+        B.evaluate([cases["warped"]], conditions=["loud"])
+    with pytest.raises(ParameterError):
+        B.babble(100, SR, [], rng=np.random.default_rng(0))
+    with pytest.raises(MediaError):
+        B.GridCorpus.open(tmp_path)
+
+
+def test_evaluate_and_reports(cases):
+    res = B.evaluate(list(cases.values()), methods=["none", "true-warp"], conditions=["clean", "mute"])
+    md = res.to_markdown()
+    assert "| true-warp |" in md and "re-perf mute" in md
+    doc = json.loads(json.dumps(res.to_json()))
+    assert doc["summary"]["true-warp|mute|warped"]["insync_pct"] >= 90.0
+    # picture-independent methods count the same under every condition
+    assert res.summary("none", "clean", "warped") == res.summary("none", "mute", "warped")
+
+
+def test_script_scores_existing_outputs(cases, tmp_path):
+    case = cases["warped"]
+    out = B.run_method("true-warp", case, "clean")
+    B.sf.write(case.path / "out_probe.wav", out.audio, out.sr)
+    try:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "scripts" / "benchmark.py"),
+                "--cases",
+                str(case.path.parent),
+                "--score-existing",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    finally:
+        (case.path / "out_probe.wav").unlink()
+    row = next(ln for ln in proc.stdout.splitlines() if ln.startswith("| probe | warped"))
+    assert float(row.split("|")[3]) >= 90.0
