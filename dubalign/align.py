@@ -26,7 +26,7 @@ from . import media
 from .audio import frame_energy_db, log_mel, speech_activity, to_analysis
 from .errors import AlignmentError, ParameterError
 from .lips import MAX_FACES, FaceCandidates, LipTrack, choose_speaker, count_faces, track_faces
-from .path import WarpPath, band_around, solve_coarse_to_fine
+from .path import WarpPath, band_around, find_pauses, solve_coarse_to_fine
 from .render import render
 from .sync import GUIDE_AGREEMENT_MID, SyncFeatures, guide_agreement, guide_weight, sync_features
 from .timemap import TimeMap, path_to_timemap
@@ -382,7 +382,8 @@ def align_dub(
     hook("sync_features", features)
 
     t0 = time.perf_counter()
-    solve = functools.partial(_solve_map, config=config, speech=speech[: len(mel)])
+    pauses = find_pauses(speech[: len(mel)])  # silence may be squeezed or stretched freely
+    solve = functools.partial(_solve_map, config=config, speech=speech[: len(mel)], pauses=pauses)
     if features.guide_dub is not None:
         # align on the guide alone first; how well the picture's audio then follows the dub
         # says how far to trust it against the lips
@@ -406,13 +407,13 @@ def align_dub(
     hook("render", rendered)
 
     confidence, overall = _confidence(features, path, speech)
-    stretch = timemap.stretch()
+    stretch = speech_stretch(timemap, pauses)
     result = AlignmentResult(
         audio=rendered.audio, sr=dub.sr, subtype=dub.subtype, timemap=timemap,
         confidence=confidence, overall_confidence=overall, model=model.name, renderer=rendered.method,
         face=_describe_face(picture.track), guide_weight=features.guide_weight,
         stretch_range=(float(stretch.min()), float(stretch.max())), timings=timings,
-        warnings=assess(picture, features, timemap, overall, config, use_guide),
+        warnings=assess(picture, features, stretch, overall, config, use_guide),
     )
     hook("result", result)
     return result
@@ -445,7 +446,7 @@ def align(
     return result
 
 
-def _solve(features: SyncFeatures, config: AlignConfig) -> WarpPath:
+def _solve(features: SyncFeatures, config: AlignConfig, pauses: np.ndarray) -> WarpPath:
     """The constrained DTW path through the sync matrix, coarse-to-fine when the line is long."""
     pad_cols = int(round(config.max_shift * PATH_RATE))
     corridor = None
@@ -461,16 +462,18 @@ def _solve(features: SyncFeatures, config: AlignConfig) -> WarpPath:
 
     return solve_coarse_to_fine(
         cost_fn, features.n_dub, features.n_pic, start_cols=(0, 2 * pad_cols), corridor=corridor,
-        min_slope=config.min_stretch, max_slope=config.max_stretch,
+        min_slope=config.min_stretch, max_slope=config.max_stretch, pause_rows=pauses,
     )
 
 
-def _solve_map(features: SyncFeatures, *, config: AlignConfig, speech: np.ndarray) -> tuple[WarpPath, TimeMap]:
+def _solve_map(
+    features: SyncFeatures, *, config: AlignConfig, speech: np.ndarray, pauses: np.ndarray
+) -> tuple[WarpPath, TimeMap]:
     """The path through the fused costs and the smooth time map made from it."""
-    path = _solve(features, config)
+    path = _solve(features, config, pauses)
     timemap = path_to_timemap(
         path, rate=PATH_RATE, pic_origin=-config.max_shift, min_stretch=config.min_stretch,
-        max_stretch=config.max_stretch, dub_speech=speech,
+        max_stretch=config.max_stretch, dub_speech=speech, pause_rows=pauses,
     )
     return path, timemap
 
@@ -503,11 +506,26 @@ def _describe_face(track: LipTrack) -> str:
     return f"face {track.face + 1} of {track.n_faces} ({side}), found in {found:.0f}% of frames"
 
 
+def speech_stretch(timemap: TimeMap, pauses: np.ndarray) -> np.ndarray:
+    """Local stretch of the map's segments that lie in speech (pauses may stretch freely).
+
+    pauses : [shape=(n_dub,)] bool per dub frame at PATH_RATE. Returns at least one value.
+    """
+    stretch = timemap.stretch()
+    mid = (timemap.dub_t[:-1] + timemap.dub_t[1:]) / 2
+    rows = np.clip(np.floor(mid * PATH_RATE).astype(int), 0, max(len(pauses) - 1, 0))
+    in_speech = ~pauses[rows] if len(pauses) else np.ones(len(stretch), bool)
+    return stretch[in_speech] if in_speech.any() else np.ones(1)
+
+
 def assess(
-    picture: PictureAnalysis, features: SyncFeatures, timemap: TimeMap, overall: float,
+    picture: PictureAnalysis, features: SyncFeatures, stretch: np.ndarray, overall: float,
     config: AlignConfig, use_guide: bool,
 ) -> list[str]:
-    """Reasons not to trust the result, in words an editor can act on."""
+    """Reasons not to trust the result, in words an editor can act on.
+
+    stretch : local stretch of the time map inside speech (see speech_stretch)
+    """
     warnings = []
     present = picture.track.present
     lost = 1.0 - present.mean()
@@ -521,14 +539,13 @@ def assess(
         warnings.append(f"no face for {longest / picture.fps:.1f} s in a row")
     if overall < LOW_CONFIDENCE:
         warnings.append(f"low confidence ({overall:.2f}): check the sync by eye")
-    stretch = timemap.stretch()
     at_limit = (stretch <= config.min_stretch * (1 + EXTREME_STRETCH_MARGIN)) | (
         stretch >= config.max_stretch * (1 - EXTREME_STRETCH_MARGIN)
     )
     if at_limit.mean() > 0.05:
         warnings.append(
             f"extreme stretch ({stretch.min():.2f}x to {stretch.max():.2f}x) over "
-            f"{100 * at_limit.mean():.0f}% of the line: listen for artefacts"
+            f"{100 * at_limit.mean():.0f}% of the speech: listen for artefacts"
         )
     if config.guide == "auto" and picture.audio is None:
         warnings.append("the picture has no audio track: aligned on the lips only")

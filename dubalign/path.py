@@ -29,6 +29,24 @@ charged the same number of rows and length does not bias the result. Each step o
 ``(1, 1)`` adds ``jump_penalty``: on flat or ambiguous stretches the path then stays at slope 1.
 ``WarpPath.cost`` is the total divided by the number of dub rows.
 
+Pauses
+------
+Silence can be squeezed or stretched without audible artefacts, so the slope limits only bind
+inside speech. ``pause_rows`` marks dub rows inside pauses; there the pattern gains two moves:
+
+* ``(1, 0)``: the dub advances one row, the picture stays (squeezes the pause; slope 0). Allowed
+  from row ``i`` to ``i + 1`` only when both rows are pause rows, so the flat segment lies inside
+  the pause. The new row is charged its cell's full cost, plus ``pause_penalty``.
+* ``(0, 1)``: the picture advances one column, the dub stays (stretches the pause). Allowed only
+  in a pause row. The row was already charged when the path entered it, so the extra cell costs
+  ``pause_weight * max(cost, 0) + pause_penalty``: never less than ``pause_penalty``, so runs of
+  ``(0, 1)`` moves cannot collect negative (good) costs for free.
+
+Both penalties make the diagonal the cheapest way through a flat pause. Outside pauses the
+pattern and its slope guarantees are unchanged: every run of cells in consecutive speech rows
+still obeys ``[s_min, s_max]`` up to the rounding above. The solver itself does not bound how
+far a pause may be stretched; the band does (see :func:`dense_band`, ``max_pause_stretch``).
+
 Memory: the forward pass keeps the accumulated cost of only the last ``max_step + 1`` rows and an
 ``int8`` backpointer per band cell, so it needs ``n_dub * width`` bytes beside the costs.
 """
@@ -48,9 +66,15 @@ DEFAULT_MIN_SLOPE = 2.0 / 3.0  # slowest picture rate per dub frame: the dub str
 DEFAULT_MAX_SLOPE = 1.5  # fastest: the dub compressed to 2/3 of its length
 DEFAULT_JUMP_PENALTY = 0.05  # cost units (costs of order 1) per non-diagonal step
 DEFAULT_MAX_STEP = 3  # longest step, in rows or columns; 3 gives the 2/3 and 3/2 steps
+DEFAULT_PAUSE_PENALTY = 0.05  # cost units per (1, 0) or (0, 1) move inside a pause
+DEFAULT_PAUSE_WEIGHT = 0.1  # share of a cell's positive cost charged per (0, 1) move
+DEFAULT_MAX_PAUSE_STRETCH = 8.0  # band allowance inside pauses: picture frames per dub frame
+DEFAULT_PAUSE_THRESHOLD = 0.5  # speech activity below this is a pause
+DEFAULT_PAUSE_MIN_FRAMES = 8  # shorter dips (stop closures, breaths inside words) are speech
+DEFAULT_PAUSE_MARGIN = 2  # frames given back to speech at each end of a pause
 
 _SLOPE_TOL = 1e-9  # so that 2/3 given as 0.6666... still admits the (3, 2) step
-_MAX_STEPS = 127  # backpointers are int8 (0 = no predecessor)
+_MAX_STEPS = 125  # backpointers are int8 (0 = no predecessor; the last two: pause moves)
 
 _STRETCH_HINT = (
     "dub and picture lengths differ more than the stretch limits allow; "
@@ -159,10 +183,29 @@ def step_pattern(
 
 
 @numba.njit(cache=True)
-def _forward(costs, col_start, start_lo, start_hi, rows, cols, cell_lo, cell_hi, penalty):
-    """Accumulated cost of the last row and the int8 backpointers (step index + 1)."""
+def _forward(
+    costs,
+    col_start,
+    start_lo,
+    start_hi,
+    rows,
+    cols,
+    cell_lo,
+    cell_hi,
+    penalty,
+    pause,
+    pause_penalty,
+    pause_weight,
+):
+    """Accumulated cost of the last row and the int8 backpointers.
+
+    A backpointer is the pattern step index + 1, ``n_steps + 1`` for a ``(1, 0)`` pause move,
+    ``n_steps + 2`` for a ``(0, 1)`` pause move, 0 where there is no predecessor.
+    """
     n, w = costs.shape
     n_steps = rows.shape[0]
+    down = n_steps + 1
+    across = n_steps + 2
     depth = 1
     for s in range(n_steps):
         depth = max(depth, rows[s] + 1)
@@ -173,9 +216,12 @@ def _forward(costs, col_start, start_lo, start_hi, rows, cols, cell_lo, cell_hi,
         c = col_start[0] + t
         if start_lo <= c <= start_hi:
             ring[0, t] = costs[0, t]
+    if pause[0]:
+        _sweep_across(ring[0], costs[0], back[0], across, pause_penalty, pause_weight)
 
     for i in range(1, n):
         r = i % depth
+        squeeze = pause[i] and pause[i - 1]
         for t in range(w):
             j = col_start[i] + t
             best = np.inf
@@ -208,32 +254,76 @@ def _forward(costs, col_start, start_lo, start_hi, rows, cols, cell_lo, cell_hi,
                 if cand < best:
                     best = cand
                     arg = s + 1
+            if squeeze:
+                t0 = j - col_start[i - 1]
+                if 0 <= t0 < w:
+                    cand = ring[(i - 1) % depth, t0] + costs[i, t] + pause_penalty
+                    if cand < best:
+                        best = cand
+                        arg = down
             ring[r, t] = best
             back[i, t] = arg
+        if pause[i]:
+            _sweep_across(ring[r], costs[i], back[i], across, pause_penalty, pause_weight)
     return ring[(n - 1) % depth].copy(), back
+
+
+@numba.njit(cache=True)
+def _sweep_across(acc, row_costs, row_back, code, pause_penalty, pause_weight):
+    """``(0, 1)`` moves along one pause row, left to right, in place."""
+    for t in range(1, acc.shape[0]):
+        if row_costs[t] == np.inf:  # forbidden, whatever the weight
+            continue
+        cand = acc[t - 1] + (pause_weight * max(row_costs[t], 0.0) + pause_penalty)
+        if cand < acc[t]:
+            acc[t] = cand
+            row_back[t] = code
 
 
 @numba.njit(cache=True)
 def _backtrace(back, col_start, end_col, rows, cols, cell_lo, cell_hi):
     """Cells of the path ending at ``(n - 1, end_col)``, start to end."""
-    n = back.shape[0]
-    step_of = np.empty(n, dtype=np.int64)  # step taken into each vertex, vertices end to start
-    vert_j = np.empty(n, dtype=np.int64)
+    n_steps = rows.shape[0]
+    down = n_steps + 1
+    across = n_steps + 2
+    # First pass: count the moves and cells, so that the arrays fit without a bound of n * w.
     m = 0
-    i = n - 1
-    j = end_col
     n_cells = 1
-    while i > 0:
-        s = back[i, j - col_start[i]] - 1
-        if s < 0:
-            raise RuntimeError("broken backpointer chain")
-        step_of[m] = s
-        vert_j[m] = j
+    i = back.shape[0] - 1
+    j = end_col
+    while True:
+        code = back[i, j - col_start[i]]
+        if code == 0:
+            break
         m += 1
-        for k in range(rows[s]):
-            n_cells += cell_hi[s, k] - cell_lo[s, k] + 1
-        i -= rows[s]
-        j -= cols[s]
+        if code == down:
+            n_cells += 1
+            i -= 1
+        elif code == across:
+            n_cells += 1
+            j -= 1
+        else:
+            s = code - 1
+            for k in range(rows[s]):
+                n_cells += cell_hi[s, k] - cell_lo[s, k] + 1
+            i -= rows[s]
+            j -= cols[s]
+    if i != 0:
+        raise RuntimeError("broken backpointer chain")
+
+    codes = np.empty(m, dtype=np.int64)  # moves, end to start
+    i = back.shape[0] - 1
+    j = end_col
+    for v in range(m):
+        code = back[i, j - col_start[i]]
+        codes[v] = code
+        if code == down:
+            i -= 1
+        elif code == across:
+            j -= 1
+        else:
+            i -= rows[code - 1]
+            j -= cols[code - 1]
 
     dub = np.empty(n_cells, dtype=np.int64)
     pic = np.empty(n_cells, dtype=np.int64)
@@ -242,19 +332,76 @@ def _backtrace(back, col_start, end_col, rows, cols, cell_lo, cell_hi):
     q = 1
     i = 0
     for v in range(m - 1, -1, -1):
-        s = step_of[v]
-        for k in range(rows[s]):
-            for c in range(cell_lo[s, k], cell_hi[s, k] + 1):
-                dub[q] = i + k + 1
-                pic[q] = j + c
-                q += 1
-        i += rows[s]
-        j += cols[s]
+        code = codes[v]
+        if code == down:
+            i += 1
+            dub[q] = i
+            pic[q] = j
+            q += 1
+        elif code == across:
+            j += 1
+            dub[q] = i
+            pic[q] = j
+            q += 1
+        else:
+            s = code - 1
+            for k in range(rows[s]):
+                for c in range(cell_lo[s, k], cell_hi[s, k] + 1):
+                    dub[q] = i + k + 1
+                    pic[q] = j + c
+                    q += 1
+            i += rows[s]
+            j += cols[s]
     return dub, pic
 
 
 # ----------------------------------------------------------------------------------------------
 # public solvers
+
+
+def find_pauses(
+    activity: np.ndarray,
+    *,
+    threshold: float = DEFAULT_PAUSE_THRESHOLD,
+    min_frames: int = DEFAULT_PAUSE_MIN_FRAMES,
+    margin: int = DEFAULT_PAUSE_MARGIN,
+    edges: bool = False,
+) -> np.ndarray:
+    """Rows inside pauses, for ``pause_rows``: long runs of low speech activity, trimmed.
+
+    Parameters
+    ----------
+    activity : np.ndarray [shape=(n_dub,)]
+        Speech activity (or probability) per dub row, in ``[0, 1]``.
+    threshold : float
+        Rows below it are silent.
+    min_frames : int
+        Shorter silent runs (stop closures, short breaths inside a phrase) stay speech.
+    margin : int
+        Rows given back to speech at each end of a pause, so that word onsets and tails keep
+        the speech slope limits.
+    edges : bool
+        Keep the silences before the first and after the last word. Off by default: they lie
+        between no two words, the open start and end already place them, and freeing them
+        lets the first and last words slide (on the re-performance benchmark they cost
+        about 5 points of in-sync).
+
+    Returns
+    -------
+    np.ndarray [shape=(n_dub,)] bool
+    """
+    a = np.asarray(activity, dtype=np.float64)
+    if a.ndim != 1 or not np.isfinite(a).all():
+        raise ParameterError(f"activity must be a finite 1-D array, got shape {a.shape}")
+    if min_frames < 1 or margin < 0:
+        raise ParameterError(f"need min_frames >= 1 and margin >= 0, got {min_frames}, {margin}")
+    silent = np.concatenate([[False], a < threshold, [False]])
+    flips = np.flatnonzero(np.diff(silent.astype(np.int8)))
+    pause = np.zeros(a.shape[0], dtype=np.bool_)
+    for start, stop in zip(flips[::2], flips[1::2], strict=True):
+        if stop - start >= min_frames and (edges or (start > 0 and stop < a.shape[0])):
+            pause[start + margin : stop - margin] = True
+    return pause
 
 
 def _check_band(costs, col_start) -> tuple[np.ndarray, np.ndarray]:
@@ -281,6 +428,22 @@ def _check_range(name: str, cols) -> tuple[int, int]:
     return lo, hi
 
 
+def _check_pauses(pause_rows, n: int, pause_penalty: float, pause_weight: float) -> np.ndarray:
+    if not (pause_penalty >= 0 and math.isfinite(pause_penalty)):
+        raise ParameterError(f"pause_penalty must be finite and >= 0, got {pause_penalty}")
+    if not 0 <= pause_weight <= 1:
+        raise ParameterError(f"pause_weight must be in [0, 1], got {pause_weight}")
+    if pause_rows is None:
+        return np.zeros(n, dtype=np.bool_)
+    pause = np.asarray(pause_rows)
+    if pause.shape != (n,) or pause.dtype != np.bool_:
+        raise ParameterError(
+            f"pause_rows must be a bool array with one entry per dub row ({n}), "
+            f"got {pause.dtype} {pause.shape}"
+        )
+    return np.ascontiguousarray(pause)
+
+
 def _unreachable(what: str) -> AlignmentError:
     return AlignmentError(f"no path satisfies the constraints: {what}; {_STRETCH_HINT}")
 
@@ -295,6 +458,9 @@ def solve_path(
     max_slope: float = DEFAULT_MAX_SLOPE,
     jump_penalty: float = DEFAULT_JUMP_PENALTY,
     max_step: int = DEFAULT_MAX_STEP,
+    pause_rows: np.ndarray | None = None,
+    pause_penalty: float = DEFAULT_PAUSE_PENALTY,
+    pause_weight: float = DEFAULT_PAUSE_WEIGHT,
 ) -> WarpPath:
     """Cheapest slope-limited path through a banded cost matrix (numba).
 
@@ -315,6 +481,13 @@ def solve_path(
         Extra cost of every non-diagonal step, in cost units.
     max_step : int
         Longest step in rows or columns; larger values give more step slopes.
+    pause_rows : np.ndarray [shape=(n_dub,)] bool or None
+        Dub rows inside pauses, where ``(1, 0)`` and ``(0, 1)`` moves are also allowed (see
+        the module docstring); None: no pauses, the slope limits hold everywhere.
+    pause_penalty : float
+        Extra cost of every pause move.
+    pause_weight : float
+        Share, in ``[0, 1]``, of a cell's positive cost charged for a ``(0, 1)`` move.
 
     Returns
     -------
@@ -334,6 +507,7 @@ def solve_path(
         min_slope=min_slope, max_slope=max_slope, max_step=max_step, jump_penalty=jump_penalty
     )
     n, w = costs.shape
+    pause = _check_pauses(pause_rows, n, pause_penalty, pause_weight)
     final, back = _forward(
         costs,
         col_start,
@@ -344,6 +518,9 @@ def solve_path(
         pattern.cell_lo,
         pattern.cell_hi,
         pattern.penalty,
+        pause,
+        float(pause_penalty),
+        float(pause_weight),
     )
     end_col = _pick_end(
         final, col_start[-1] + np.arange(w), end_cols, costs[0], col_start[0], (start_lo, start_hi)
@@ -390,6 +567,9 @@ def solve_path_reference(
     max_slope: float = DEFAULT_MAX_SLOPE,
     jump_penalty: float = DEFAULT_JUMP_PENALTY,
     max_step: int = DEFAULT_MAX_STEP,
+    pause_rows: np.ndarray | None = None,
+    pause_penalty: float = DEFAULT_PAUSE_PENALTY,
+    pause_weight: float = DEFAULT_PAUSE_WEIGHT,
 ) -> WarpPath:
     """Plain Python version of :func:`solve_path` on the full matrix (slow; for tests).
 
@@ -418,15 +598,29 @@ def solve_path_reference(
         )
     ]
     n, w = costs.shape
+    pause = _check_pauses(pause_rows, n, pause_penalty, pause_weight)
+    pause_penalty = float(pause_penalty)
+    pause_weight = float(pause_weight)
+    down, across = len(steps), len(steps) + 1
     n_cols = int(col_start[-1]) + w
     full = np.full((n, n_cols), np.inf)
     for i in range(n):
         full[i, col_start[i] : col_start[i] + w] = costs[i]
 
+    def sweep_across(i):
+        for j in range(1, n_cols):
+            if full[i, j] == np.inf:
+                continue
+            cand = acc[i, j - 1] + (pause_weight * max(full[i, j], 0.0) + pause_penalty)
+            if cand < acc[i, j]:
+                acc[i, j], back[i, j] = cand, across
+
     acc = np.full((n, n_cols), np.inf)
     back = np.full((n, n_cols), -1, dtype=np.int64)
     for j in range(max(start_lo, 0), min(start_hi, n_cols - 1) + 1):
         acc[0, j] = full[0, j]
+    if pause[0]:
+        sweep_across(0)
     for i in range(1, n):
         for j in range(n_cols):
             best, arg = np.inf, -1
@@ -443,18 +637,30 @@ def solve_path_reference(
                 cand = acc[i0, j0] + step + pen
                 if cand < best:
                     best, arg = cand, s
+            if pause[i] and pause[i - 1]:
+                cand = acc[i - 1, j] + full[i, j] + pause_penalty
+                if cand < best:
+                    best, arg = cand, down
             acc[i, j], back[i, j] = best, arg
+        if pause[i]:
+            sweep_across(i)
 
     end_col = _pick_end(acc[-1], np.arange(n_cols), end_cols, full[0], 0, (start_lo, start_hi))
     cell_runs = []
     i, j = n - 1, end_col
-    while i > 0:
-        a, b, cells, _ = steps[back[i, j]]
-        i0, j0 = i - a, j - b
-        cell_runs.append(
-            [(i0 + k + 1, j0 + c) for k, (lo, hi) in enumerate(cells) for c in range(lo, hi + 1)]
-        )
+    while back[i, j] >= 0:
+        code = back[i, j]
+        if code == down:
+            i0, j0, cells = i - 1, j, [(i, j)]
+        elif code == across:
+            i0, j0, cells = i, j - 1, [(i, j)]
+        else:
+            a, b, runs, _ = steps[code]
+            i0, j0 = i - a, j - b
+            cells = [(i0 + k + 1, j0 + c) for k, (lo, hi) in enumerate(runs) for c in range(lo, hi + 1)]
+        cell_runs.append(cells)
         i, j = i0, j0
+    assert i == 0
     path = [(0, j)] + [cell for run in reversed(cell_runs) for cell in run]
     dub = np.array([p[0] for p in path], dtype=np.int64)
     pic = np.array([p[1] for p in path], dtype=np.int64)
@@ -474,12 +680,20 @@ def dense_band(
     corridor: tuple[int, int] | None = None,
     min_slope: float = DEFAULT_MIN_SLOPE,
     max_slope: float = DEFAULT_MAX_SLOPE,
+    pause_rows: np.ndarray | None = None,
+    max_pause_stretch: float = DEFAULT_MAX_PAUSE_STRETCH,
 ) -> tuple[np.ndarray, int]:
     """Smallest band holding every cell a slope-limited path from ``start_cols`` can visit.
 
     The feasible region is the parallelogram opened by the slope limits from the start range
     (cut by the one closing on ``end_cols`` when given), with one column of margin for the
     rounding of the step cells, clipped to the columns ``0 .. n_pic - 1``.
+
+    With ``pause_rows`` (as in :func:`solve_path`) the region opens further inside pauses: the
+    lowest column grows by ``min_slope`` per row step only outside pauses (a pause may be
+    squeezed to nothing), the highest by ``max_pause_stretch`` per row step inside pauses
+    (``(0, 1)`` moves are unbounded in the solver; this band is what limits how far a pause
+    stretches, to about ``max_pause_stretch`` times its length).
 
     Without ``corridor`` the band grows with ``(max_slope - min_slope) * n_dub``; for long
     inputs pass the largest shift you accept as ``corridor=(lo, hi)``: row ``i`` then keeps
@@ -504,13 +718,36 @@ def dense_band(
         raise ParameterError(f"n_dub and n_pic must be >= 1, got {n_dub}, {n_pic}")
     start_lo, start_hi = _check_range("start_cols", start_cols)
     i = np.arange(n_dub)
-    lo = start_lo + np.floor(min_slope * i).astype(np.int64) - 1
-    hi = start_hi + np.ceil(max_slope * i).astype(np.int64) + 1
-    if end_cols is not None:
-        end_lo, end_hi = _check_range("end_cols", end_cols)
-        rest = n_dub - 1 - i
-        lo = np.maximum(lo, end_lo - np.ceil(max_slope * rest).astype(np.int64) - 1)
-        hi = np.minimum(hi, end_hi - np.floor(min_slope * rest).astype(np.int64) + 1)
+    if pause_rows is None:
+        lo = start_lo + np.floor(min_slope * i).astype(np.int64) - 1
+        hi = start_hi + np.ceil(max_slope * i).astype(np.int64) + 1
+        if end_cols is not None:
+            end_lo, end_hi = _check_range("end_cols", end_cols)
+            rest = n_dub - 1 - i
+            lo = np.maximum(lo, end_lo - np.ceil(max_slope * rest).astype(np.int64) - 1)
+            hi = np.minimum(hi, end_hi - np.floor(min_slope * rest).astype(np.int64) + 1)
+    else:
+        pause = _check_pauses(pause_rows, n_dub, 0.0, 0.0)
+        if not max_pause_stretch >= max_slope:
+            raise ParameterError(
+                f"max_pause_stretch must be >= max_slope ({max_slope}), got {max_pause_stretch}"
+            )
+        # Least and most picture advance of each row step i -> i + 1: (1, 0) moves need both
+        # rows in the pause, and a pause row's own (0, 1) run adds to either end of it.
+        least = np.where(pause[:-1] & pause[1:], 0.0, float(min_slope))
+        most = np.where(pause[:-1] | pause[1:], float(max_pause_stretch), float(max_slope))
+        run = np.where(pause, float(max_pause_stretch), 0.0)
+        gain_lo = np.concatenate([[0.0], np.cumsum(least)])
+        gain_hi = np.concatenate([[0.0], np.cumsum(most)])
+        eps = 1e-9  # cumulative sums of 2/3 must not lose a whole column to rounding
+        lo = start_lo + np.floor(gain_lo + eps).astype(np.int64) - 1
+        hi = start_hi + np.ceil(gain_hi + run[0] + run - eps).astype(np.int64) + 1
+        if end_cols is not None:
+            end_lo, end_hi = _check_range("end_cols", end_cols)
+            rest_lo = gain_lo[-1] - gain_lo
+            rest_hi = gain_hi[-1] - gain_hi + run + run[-1]
+            lo = np.maximum(lo, end_lo - np.ceil(rest_hi - eps).astype(np.int64) - 1)
+            hi = np.minimum(hi, end_hi - np.floor(rest_lo + eps).astype(np.int64) + 1)
     if corridor is not None:
         shift_lo, shift_hi = _check_range("corridor", corridor)
         lo = np.maximum(lo, i + shift_lo)
@@ -596,6 +833,10 @@ def solve_coarse_to_fine(
     max_slope: float = DEFAULT_MAX_SLOPE,
     jump_penalty: float = DEFAULT_JUMP_PENALTY,
     max_step: int = DEFAULT_MAX_STEP,
+    pause_rows: np.ndarray | None = None,
+    pause_penalty: float = DEFAULT_PAUSE_PENALTY,
+    pause_weight: float = DEFAULT_PAUSE_WEIGHT,
+    max_pause_stretch: float = DEFAULT_MAX_PAUSE_STRETCH,
 ) -> WarpPath:
     """Solve directly in the dense band when it is small, else coarse first, then refine.
 
@@ -610,8 +851,13 @@ def solve_coarse_to_fine(
         Fine grid size (``PATH_RATE`` frames).
     start_cols, end_cols, min_slope, max_slope, jump_penalty, max_step
         As in :func:`solve_path`, on the fine grid.
+    pause_rows, pause_penalty, pause_weight
+        As in :func:`solve_path`, on the fine grid; a pooled row is a pause row when any of
+        the fine rows it pools is.
     corridor : (int, int) or None
         As in :func:`dense_band`: the range of ``column - row`` offsets searched.
+    max_pause_stretch : float
+        As in :func:`dense_band`.
     factor : int
         Pooling factor of the coarse pass.
     radius : int
@@ -625,8 +871,15 @@ def solve_coarse_to_fine(
         On the fine grid.
     """
     options = dict(
-        min_slope=min_slope, max_slope=max_slope, jump_penalty=jump_penalty, max_step=max_step
+        min_slope=min_slope,
+        max_slope=max_slope,
+        jump_penalty=jump_penalty,
+        max_step=max_step,
+        pause_penalty=pause_penalty,
+        pause_weight=pause_weight,
     )
+    if pause_rows is not None:
+        pause_rows = _check_pauses(pause_rows, n_dub, pause_penalty, pause_weight)
     col_start, width = dense_band(
         n_dub,
         n_pic,
@@ -635,10 +888,19 @@ def solve_coarse_to_fine(
         corridor=corridor,
         min_slope=min_slope,
         max_slope=max_slope,
+        pause_rows=pause_rows,
+        max_pause_stretch=max_pause_stretch,
     )
     if n_dub * width <= direct_max_cells or factor <= 1:
         costs = cost_fn(col_start, width, 1)
-        return solve_path(costs, col_start, start_cols=start_cols, end_cols=end_cols, **options)
+        return solve_path(
+            costs,
+            col_start,
+            start_cols=start_cols,
+            end_cols=end_cols,
+            pause_rows=pause_rows,
+            **options,
+        )
 
     n_dub_c = -(-n_dub // factor)
     n_pic_c = -(-n_pic // factor)
@@ -650,6 +912,13 @@ def solve_coarse_to_fine(
     corridor_c = None
     if corridor is not None:
         corridor_c = (corridor[0] // factor - 1, -(-corridor[1] // factor) + 1)
+    pause_c = None
+    if pause_rows is not None:
+        # A pooled row that touches a pause may move like one: the coarse path only guides the
+        # fine band, and the fine pass enforces the exact mask.
+        padded = np.zeros(n_dub_c * factor, dtype=np.bool_)
+        padded[:n_dub] = pause_rows
+        pause_c = padded.reshape(n_dub_c, factor).any(axis=1)
     col_start_c, width_c = dense_band(
         n_dub_c,
         n_pic_c,
@@ -658,14 +927,19 @@ def solve_coarse_to_fine(
         corridor=corridor_c,
         min_slope=min_slope,
         max_slope=max_slope,
+        pause_rows=pause_c,
+        max_pause_stretch=max_pause_stretch,
     )
     coarse = solve_path(
         cost_fn(col_start_c, width_c, factor),
         col_start_c,
         start_cols=start_c,
         end_cols=end_c,
+        pause_rows=pause_c,
         **options,
     )
     col_start, width = band_around(coarse, n_dub, n_pic, radius=radius, factor=factor)
     costs = cost_fn(col_start, width, 1)
-    return solve_path(costs, col_start, start_cols=start_cols, end_cols=end_cols, **options)
+    return solve_path(
+        costs, col_start, start_cols=start_cols, end_cols=end_cols, pause_rows=pause_rows, **options
+    )

@@ -13,11 +13,12 @@ import numpy as np
 import scipy.linalg
 
 from .errors import ParameterError
-from .path import DEFAULT_MAX_SLOPE, DEFAULT_MIN_SLOPE, WarpPath
+from .path import DEFAULT_MAX_PAUSE_STRETCH, DEFAULT_MAX_SLOPE, DEFAULT_MIN_SLOPE, WarpPath
 from .units import PATH_RATE
 
 DEFAULT_SMOOTHING = 0.08  # seconds: time scale below which rate changes are smoothed away
 DEFAULT_SPEECH_STIFFNESS = 10.0  # rate changes cost 10x more in speech, 10x less in pauses
+DEFAULT_PAUSE_MIN_STRETCH = 0.05  # a pause may shrink to 1/20 of its length (the map stays increasing)
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,6 +115,9 @@ def path_to_timemap(
     max_stretch: float = DEFAULT_MAX_SLOPE,
     dub_speech: np.ndarray | None = None,
     speech_stiffness: float = DEFAULT_SPEECH_STIFFNESS,
+    pause_rows: np.ndarray | None = None,
+    pause_min_stretch: float = DEFAULT_PAUSE_MIN_STRETCH,
+    pause_max_stretch: float = DEFAULT_MAX_PAUSE_STRETCH,
 ) -> TimeMap:
     """Smooth, strictly monotone time map that follows a solver path.
 
@@ -122,6 +126,12 @@ def path_to_timemap(
     whose curvature weight ``lam`` penalises changes of rate over about ``smoothing`` seconds.
     The local slopes are then clipped to ``[min_stretch, max_stretch]`` and re-integrated with
     the offset that keeps the map closest (least squares) to ``y``, so the limits hold exactly.
+
+    Silence can be squeezed or stretched freely, so with ``pause_rows`` (the mask given to
+    :func:`~dubalign.path.solve_path`) the segments that touch a pause row are clipped to
+    ``[pause_min_stretch, pause_max_stretch]`` instead, and the pause rows get the low
+    curvature weight: the rate change of a squeezed or stretched pause stays inside it, and
+    the words on either side keep ``[min_stretch, max_stretch]``.
 
     Parameters
     ----------
@@ -141,6 +151,11 @@ def path_to_timemap(
         instead of bending words.
     speech_stiffness : float
         See ``dub_speech``; >= 1.
+    pause_rows : np.ndarray [shape=(n_dub,)] bool or None
+        Dub rows inside pauses (see :func:`~dubalign.path.find_pauses`); None: none.
+    pause_min_stretch, pause_max_stretch : float
+        Limits on the slope of segments touching a pause row;
+        ``0 < pause_min_stretch <= min_stretch`` and ``pause_max_stretch >= max_stretch``.
 
     Returns
     -------
@@ -156,6 +171,11 @@ def path_to_timemap(
             f"need rate > 0, smoothing >= 0, speech_stiffness >= 1; "
             f"got {rate}, {smoothing}, {speech_stiffness}"
         )
+    if not (0 < pause_min_stretch <= min_stretch and max_stretch <= pause_max_stretch < np.inf):
+        raise ParameterError(
+            f"need 0 < pause_min_stretch <= min_stretch and max_stretch <= pause_max_stretch < inf, "
+            f"got {pause_min_stretch}, {pause_max_stretch}"
+        )
     rows = np.asarray(path.dub_frames, dtype=np.int64)
     cols = np.asarray(path.pic_frames, dtype=np.float64)
     if rows.size == 0 or rows.min() < 0:
@@ -170,14 +190,34 @@ def path_to_timemap(
     if n == 1:
         x = y
     else:
-        lam = np.full(n, (smoothing * rate) ** 4)  # cutoff of a 2nd-order Whittaker ~ lam^(1/4)
+        base = (smoothing * rate) ** 4  # cutoff of a 2nd-order Whittaker ~ lam^(1/4)
+        lam = np.full(n, base)
         if dub_speech is not None:
             p = np.asarray(dub_speech, dtype=np.float64)
             if p.shape != (n,) or not np.isfinite(p).all():
                 raise ParameterError(f"dub_speech must be finite with shape ({n},), got {p.shape}")
             lam = lam * speech_stiffness ** (2 * np.clip(p, 0, 1) - 1)
+        lo = np.full(n - 1, float(min_stretch))
+        hi = np.full(n - 1, float(max_stretch))
+        if pause_rows is not None:
+            pause = np.asarray(pause_rows)
+            if pause.shape != (n,) or pause.dtype != np.bool_:
+                raise ParameterError(
+                    f"pause_rows must be a bool array of shape ({n},), got {pause.dtype} {pause.shape}"
+                )
+            # Curvatures that touch a pause row are free: any weight there makes the stiff
+            # words next to a squeezed or stretched pause tilt towards its slope.
+            near = pause.copy()
+            near[1:] |= pause[:-1]
+            near[:-1] |= pause[1:]
+            lam = np.where(near, 0.0, lam)
+            touches = pause[:-1] | pause[1:]
+            lo[touches] = pause_min_stretch
+            hi[touches] = pause_max_stretch
         x = _whittaker(y, lam)
-        slopes = np.clip(np.diff(x), min_stretch, max_stretch)
+        slopes = np.clip(np.diff(x), lo, hi)
+        if pause_rows is not None:
+            slopes = _keep_pause_totals(np.diff(x), slopes, lo, hi, touches)
         z = np.concatenate([[0.0], np.cumsum(slopes)])
         x = z + np.mean(y - z)
 
@@ -186,6 +226,29 @@ def path_to_timemap(
         n = 2
     dub_t = np.arange(n) / rate
     return TimeMap(dub_t=dub_t, pic_t=pic_origin + x / rate)
+
+
+def _keep_pause_totals(
+    raw: np.ndarray, clipped: np.ndarray, lo: np.ndarray, hi: np.ndarray, free: np.ndarray
+) -> np.ndarray:
+    """Give each run of pause segments back what clipping took, as far as its limits allow.
+
+    A pause matched to a long picture gap may need a slope above its limit on one row and
+    less on the next; clipping each segment alone would shift every later word instead.
+
+    raw, clipped, lo, hi : np.ndarray [shape=(n_segments,)]
+    free : np.ndarray [shape=(n_segments,)] bool
+        Segments that touch a pause row.
+    """
+    out = clipped.copy()
+    flips = np.flatnonzero(np.diff(np.concatenate([[0], free.astype(np.int8), [0]])))
+    for a, b in zip(flips[::2], flips[1::2], strict=True):
+        target = np.clip(raw[a:b].sum(), lo[a:b].sum(), hi[a:b].sum())
+        missing = target - out[a:b].sum()
+        room = hi[a:b] - out[a:b] if missing > 0 else out[a:b] - lo[a:b]
+        if room.sum() > 0:
+            out[a:b] += np.sign(missing) * room * min(abs(missing) / room.sum(), 1.0)
+    return out
 
 
 def _whittaker(y: np.ndarray, lam: np.ndarray) -> np.ndarray:

@@ -99,9 +99,12 @@ def test_lips_only_returns_a_valid_map(lips_only):
     assert lips_only.guide_weight == 0.0
     assert lips_only.model.startswith("interim")
     assert (np.diff(tm.dub_t) > 0).all() and (np.diff(tm.pic_t) > 0).all()
+    # the stretch limits bind inside speech; pauses may be squeezed or stretched much further
+    lo, hi = lips_only.stretch_range
+    assert lo >= cfg.min_stretch - 1e-6 and hi <= cfg.max_stretch + 1e-6
     stretch = tm.stretch()
-    assert stretch.min() >= cfg.min_stretch - 1e-6 and stretch.max() <= cfg.max_stretch + 1e-6
-    assert lips_only.stretch_range == pytest.approx((stretch.min(), stretch.max()))
+    assert stretch.min() >= 0.05 - 1e-6 and stretch.max() <= 8.0 + 1e-6
+    assert stretch.min() - 1e-9 <= lo <= hi <= stretch.max() + 1e-9
     # the dub's start may move at most --max-shift against the picture's start
     assert abs(float(tm.to_picture(0.0))) <= cfg.max_shift + 1e-6
     assert 0.0 <= lips_only.overall_confidence <= 1.0

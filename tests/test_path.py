@@ -8,6 +8,7 @@ from dubalign.path import (
     WarpPath,
     band_around,
     dense_band,
+    find_pauses,
     solve_coarse_to_fine,
     solve_path,
     solve_path_reference,
@@ -339,3 +340,188 @@ def test_coarse_to_fine_with_corridor(rng):
     )
     assert calls == [4, 1]
     assert np.abs(_row_mean(path) - np.round(curve)).max() <= 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# pauses
+
+
+@pytest.mark.parametrize("solver", [solve_path, solve_path_reference])
+def test_hand_pause_is_squeezed_with_1_0_moves(solver):
+    costs = [[0, 9, 9], [9, 0, 9], [9, 0, 9], [9, 0, 9], [9, 9, 0]]
+    pause = np.array([False, True, True, True, False])
+    path = solver(*_full(costs), start_cols=(0, 0), pause_rows=pause, pause_penalty=0.05)
+    assert _cells(path) == [(0, 0), (1, 1), (2, 1), (3, 1), (4, 2)]
+    assert path.cost == pytest.approx(2 * 0.05 / 5)  # every row on a zero cell, two (1, 0) moves
+
+
+@pytest.mark.parametrize("solver", [solve_path, solve_path_reference])
+def test_hand_pause_is_stretched_with_0_1_moves(solver):
+    costs = [[0, 9, 9, 9, 9], [9, 0, 1, -3, 9], [9, 9, 9, 9, 0]]
+    pause = np.array([False, True, False])
+    kwargs = dict(start_cols=(0, 0), pause_rows=pause, pause_penalty=0.05, pause_weight=0.1)
+    path = solver(*_full(costs), **kwargs)
+    assert _cells(path) == [(0, 0), (1, 1), (1, 2), (1, 3), (2, 4)]
+    # Row 1 is charged once (its first cell); the (0, 1) moves cost 0.1 * 1 + 0.05 and
+    # 0.1 * max(-3, 0) + 0.05: a negative cell earns nothing.
+    assert path.cost == pytest.approx((0.15 + 0.05) / 3)
+
+
+def test_squeeze_needs_two_pause_rows():
+    costs = [[0, 9, 9, 9], [9, 0, 9, 9], [9, 0, 9, 9], [9, 0, 9, 9], [9, 9, 0, 9]]
+    plain = solve_path(*_full(costs), start_cols=(0, 0))
+    # A lone pause row admits no (1, 0) move, and (0, 1) moves do not help here.
+    lone = solve_path(*_full(costs), start_cols=(0, 0), pause_rows=np.array([0, 0, 1, 0, 0], dtype=bool))
+    assert _cells(lone) == _cells(plain) and lone.cost == plain.cost
+    run = solve_path(*_full(costs), start_cols=(0, 0), pause_rows=np.array([0, 1, 1, 1, 0], dtype=bool))
+    assert run.cost < plain.cost
+
+
+@pytest.mark.parametrize("fill", [1.0, -1.0, 0.0])
+def test_flat_costs_stay_diagonal_through_pauses(fill):
+    pause = np.zeros(50, dtype=bool)
+    pause[10:40] = True
+    path = solve_path(*_full(np.full((50, 80), fill)), start_cols=(10, 10), pause_rows=pause)
+    assert _cells(path) == [(i, 10 + i) for i in range(50)]
+
+
+def _planted_pauses(rng):
+    """Words at slope 1 around a pause squeezed to nothing and a 3-row pause stretched 10x.
+
+    Returns costs (200, 240), the pause mask, and the mean column of each row on the truth.
+    """
+    i = np.arange(200)
+    pause = np.zeros(200, dtype=bool)
+    pause[60:90] = True  # 30 rows on one column
+    pause[130:133] = True  # 3 rows over 30 columns
+    truth = np.select(
+        [i < 60, i < 90, i < 130, i < 133],
+        [20 + i, np.full(200, 80), 81 + (i - 90), 125.5 + 10 * (i - 130)],
+        151 + (i - 133),
+    ).astype(np.float64)
+    costs = rng.uniform(0.5, 1.0, size=(200, 240))
+    for r in range(200):
+        if pause[r] and r >= 130:
+            start = 121 + 10 * (r - 130)
+            costs[r, start : start + 10] = 0.0
+        else:
+            costs[r, int(truth[r])] = 0.0
+    return costs.astype(np.float32), pause, truth
+
+
+def test_planted_pauses_are_recovered_only_with_pause_rows(rng):
+    costs, pause, truth = _planted_pauses(rng)
+    col_start, width = dense_band(200, 240, start_cols=(0, 40), pause_rows=pause)
+    path = solve_path(_band_of(costs, col_start, width), col_start, start_cols=(0, 40), pause_rows=pause)
+    assert np.abs(_row_mean(path) - truth).max() <= 1.0
+    assert np.abs(_row_mean(path)[~pause] - truth[~pause]).max() <= 1.0
+    # Without the mask the slope limits forbid both pauses: the words drift by many frames.
+    col_start, width = dense_band(200, 240, start_cols=(0, 40))
+    plain = solve_path(_band_of(costs, col_start, width), col_start, start_cols=(0, 40))
+    assert np.abs(_row_mean(plain)[~pause] - truth[~pause]).max() > 10
+    assert plain.cost > path.cost
+
+
+def test_coarse_to_fine_follows_planted_pauses(rng):
+    costs, pause, truth = _planted_pauses(rng)
+    cost_fn, calls = _pooling_cost_fn(costs)
+    path = solve_coarse_to_fine(
+        cost_fn, 200, 240, start_cols=(0, 40), factor=4, radius=12, direct_max_cells=0, pause_rows=pause
+    )
+    assert calls == [4, 1]
+    assert np.abs(_row_mean(path)[~pause] - truth[~pause]).max() <= 2.0
+
+
+def _random_pauses(rng, n):
+    pause = np.zeros(n, dtype=bool)
+    for _ in range(int(rng.integers(0, 3))):
+        a = int(rng.integers(0, n))
+        pause[a : a + int(rng.integers(1, 8))] = True
+    return pause
+
+
+def test_numba_matches_reference_with_pauses(rng):
+    n_solved = n_moves = 0
+    for _ in range(400):
+        costs, col_start, kwargs = _random_case(rng)
+        if rng.uniform() < 0.3:
+            costs = costs - 0.5  # negative cells: (0, 1) moves must not gain from them
+        kwargs["pause_rows"] = _random_pauses(rng, costs.shape[0])
+        kwargs["pause_penalty"] = float(rng.choice([0.0, 0.05, 0.3]))
+        kwargs["pause_weight"] = float(rng.choice([0.0, 0.1, 1.0]))
+        try:
+            expected = solve_path_reference(costs, col_start, **kwargs)
+        except AlignmentError:
+            with pytest.raises(AlignmentError):
+                solve_path(costs, col_start, **kwargs)
+            continue
+        got = solve_path(costs, col_start, **kwargs)
+        n_solved += 1
+        np.testing.assert_array_equal(got.dub_frames, expected.dub_frames)
+        np.testing.assert_array_equal(got.pic_frames, expected.pic_frames)
+        assert got.cost == expected.cost
+        moves = set(zip(np.diff(got.dub_frames).tolist(), np.diff(got.pic_frames).tolist(), strict=True))
+        n_moves += (1, 0) in moves or (0, 1) in moves
+    assert n_solved > 200
+    assert n_moves > 20  # pause moves were actually exercised
+
+
+def test_slope_limits_hold_in_speech_runs_with_pauses(rng):
+    costs = rng.uniform(-1, 1, size=(200, 330)).astype(np.float32)
+    pause = np.zeros(200, dtype=bool)
+    pause[30:45] = pause[90:100] = pause[150:170] = True
+    path = solve_path(*_full(costs), start_cols=(0, 40), jump_penalty=0.0, pause_rows=pause, pause_penalty=0.0)
+    assert np.arange(200).tolist() == np.unique(path.dub_frames).tolist()
+    first = np.array([path.pic_frames[path.dub_frames == i].min() for i in range(200)])
+    last = np.array([path.pic_frames[path.dub_frames == i].max() for i in range(200)])
+    # the pauses were used: some rows share a column, some span several
+    assert (np.diff(first) == 0)[pause[1:]].any() and (last - first)[pause].max() > 1
+    for a, b in [(0, 30), (45, 90), (100, 150), (170, 200)]:  # runs of speech rows
+        span = np.arange(a, b)[None, :] - np.arange(a, b)[:, None]
+        later = span > 0
+        f, l_ = first[a:b], last[a:b]
+        assert ((l_[None, :] - f[:, None])[later] <= 1.5 * span[later] + 1 + 1e-9).all()
+        assert ((f[None, :] - l_[:, None])[later] >= 2 / 3 * span[later] - 1 - 1e-9).all()
+    # speech rows only get pattern cells (at most two per row); pause rows may get many
+    assert (last - first)[~pause].max() <= 1
+
+
+def test_dense_band_opens_inside_pauses():
+    pause = np.zeros(300, dtype=bool)
+    pause[100:150] = True
+    plain, w_plain = dense_band(300, 2000, start_cols=(10, 10))
+    col_start, width = dense_band(300, 2000, start_cols=(10, 10), pause_rows=pause, max_pause_stretch=4.0)
+    lo, hi = col_start, col_start + width - 1
+    i = np.arange(300)
+    # a pause squeezed to nothing: 200 speech rows at 2/3; stretched: 49 pause steps at 4
+    assert lo[299] <= 10 + np.floor(2 / 3 * 249)
+    assert hi[299] >= 10 + 1.5 * 249 + 4 * 50
+    assert width > w_plain
+    # before the pause the band is the plain one
+    np.testing.assert_array_equal(col_start[:50] <= plain[:50], True)
+    assert ((lo <= 10 + np.floor(2 / 3 * i) - 1) | (i > 99)).all()
+
+
+def test_find_pauses():
+    act = np.ones(60)
+    act[0:12] = 0.1  # leading silence: an edge
+    act[20:32] = 0.2  # a 12-frame pause
+    act[40:45] = 0.0  # too short: a stop closure
+    act[52:] = 0.3  # trailing silence
+    assert np.flatnonzero(find_pauses(act)).tolist() == list(range(22, 30))
+    both = np.flatnonzero(find_pauses(act, edges=True)).tolist()
+    assert both == list(range(2, 10)) + list(range(22, 30)) + list(range(54, 58))
+    with pytest.raises(ParameterError):
+        find_pauses(np.ones((3, 2)))
+
+
+def test_bad_pause_options_raise():
+    costs, col_start = _full(np.zeros((4, 4)))
+    with pytest.raises(ParameterError):
+        solve_path(costs, col_start, start_cols=(0, 0), pause_rows=np.ones(3, dtype=bool))
+    with pytest.raises(ParameterError):
+        solve_path(costs, col_start, start_cols=(0, 0), pause_rows=np.ones(4))  # not bool
+    with pytest.raises(ParameterError):
+        solve_path(costs, col_start, start_cols=(0, 0), pause_penalty=-1.0)
+    with pytest.raises(ParameterError):
+        dense_band(4, 4, start_cols=(0, 0), pause_rows=np.ones(4, dtype=bool), max_pause_stretch=1.0)

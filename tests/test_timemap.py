@@ -144,3 +144,60 @@ def test_path_to_timemap_rejects_bad_options():
         path_to_timemap(path, min_stretch=1.2)
     with pytest.raises(ParameterError):
         path_to_timemap(path, dub_speech=np.ones(5))
+
+
+# ---------------------------------------------------------------------------------------------
+# pauses
+
+
+def _squeezed_pause_path():
+    """Two words at slope 1 around a 30-row pause squeezed onto one picture column."""
+    rows = np.arange(230)
+    cols = np.where(rows < 100, 20 + rows, np.where(rows < 130, 120, rows - 9))
+    pause = (rows >= 100) & (rows < 130)
+    return _path(rows, cols), cols.astype(float), pause
+
+
+def test_squeezed_pause_keeps_the_words_straight():
+    path, cols, pause = _squeezed_pause_path()
+    speech = np.where(pause, 0.0, 1.0)
+    tm = path_to_timemap(path, dub_speech=speech, pause_rows=pause)
+    s = tm.stretch()
+    assert (np.diff(tm.pic_t) > 0).all()
+    assert s.min() >= 0.05 - 1e-12
+    assert s[100:129].mean() < 0.2  # the pause is squeezed
+    # the word on each side of it, right up to the pause, keeps its own rate
+    np.testing.assert_allclose(s[:99], 1.0, atol=0.05)
+    np.testing.assert_allclose(s[130:], 1.0, atol=0.05)
+    residual = tm.pic_t * PATH_RATE - cols
+    assert np.abs(residual[~pause]).max() <= 1.5
+    # Without the mask the slope limit spreads the squeeze over the words.
+    plain = path_to_timemap(path, dub_speech=speech)
+    assert np.abs((plain.pic_t * PATH_RATE - cols)[~pause]).max() > 5
+
+
+def test_stretched_pause_lets_the_picture_run_ahead():
+    # 3 pause rows, each matched to 10 picture columns: the picture advances 30 frames.
+    rows = np.concatenate([np.arange(100), np.repeat(np.arange(100, 103), 10), np.arange(103, 200)])
+    cols = np.concatenate([np.arange(100), 100 + np.arange(30), np.arange(130, 227)])
+    pause = np.zeros(200, dtype=bool)
+    pause[100:103] = True
+    tm = path_to_timemap(_path(rows, cols), pause_rows=pause)
+    s = tm.stretch()
+    assert s.max() <= 8.0 + 1e-12 and (np.diff(tm.pic_t) > 0).all()
+    truth = np.bincount(rows, weights=cols) / np.bincount(rows)
+    residual = tm.pic_t * PATH_RATE - truth
+    assert np.abs(residual[~pause]).max() <= 2.0
+    np.testing.assert_allclose(s[:90], 1.0, atol=0.05)
+    np.testing.assert_allclose(s[115:], 1.0, atol=0.05)
+    assert s[97:106].max() > 5.0
+
+
+def test_pause_options_are_checked():
+    path, _, pause = _squeezed_pause_path()
+    with pytest.raises(ParameterError):
+        path_to_timemap(path, pause_rows=pause[:-1])
+    with pytest.raises(ParameterError):
+        path_to_timemap(path, pause_rows=pause, pause_min_stretch=0.0)
+    with pytest.raises(ParameterError):
+        path_to_timemap(path, pause_rows=pause, pause_max_stretch=1.2)
