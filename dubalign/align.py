@@ -512,9 +512,13 @@ def speech_stretch(timemap: TimeMap, pauses: np.ndarray) -> np.ndarray:
     pauses : [shape=(n_dub,)] bool per dub frame at PATH_RATE. Returns at least one value.
     """
     stretch = timemap.stretch()
-    mid = (timemap.dub_t[:-1] + timemap.dub_t[1:]) / 2
-    rows = np.clip(np.floor(mid * PATH_RATE).astype(int), 0, max(len(pauses) - 1, 0))
-    in_speech = ~pauses[rows] if len(pauses) else np.ones(len(stretch), bool)
+    if not len(pauses):
+        return stretch
+    # a segment touching a pause row takes the pause's freedom (as in path_to_timemap)
+    last = len(pauses) - 1
+    first_row = np.clip(np.floor(timemap.dub_t[:-1] * PATH_RATE + 1e-6).astype(int), 0, last)
+    last_row = np.clip(np.ceil(timemap.dub_t[1:] * PATH_RATE - 1e-6).astype(int), 0, last)
+    in_speech = ~(pauses[first_row] | pauses[last_row])
     return stretch[in_speech] if in_speech.any() else np.ones(1)
 
 
