@@ -28,7 +28,7 @@ from .errors import AlignmentError, ParameterError
 from .lips import MAX_FACES, FaceCandidates, LipTrack, choose_speaker, count_faces, track_faces
 from .path import WarpPath, band_around, find_pauses, solve_coarse_to_fine
 from .render import render
-from .sync import GUIDE_AGREEMENT_MID, SyncFeatures, guide_agreement, guide_weight, sync_features
+from .sync import SyncFeatures, guide_agreement, guide_weight, sync_features
 from .timemap import TimeMap, path_to_timemap
 from .units import FEATURE_RATE, PATH_RATE
 
@@ -37,9 +37,8 @@ Hook = Callable[[str, object], None]
 FACE_LOST_WARN = 0.10  # share of picture frames without a face that earns a warning
 FACE_GAP_WARN_S = 1.0  # a single stretch without a face this long earns a warning
 LOW_CONFIDENCE = 0.35  # overall confidence under this earns a warning
-CONFIDENCE_SCALE = 3.0  # a path cell this many row standard deviations below its row = confidence 1
+CONFIDENCE_TOLERANCE = 4  # frames (40 ms): probability mass this close to the path counts as sure
 CONFIDENCE_RADIUS = 150  # frames each side of the path against which its cells are compared
-FULL_TRUST = 0.99  # a guide weight above this: the guide-only path is the answer
 FACE_PROBES = 5  # frames looked at first to count the faces on screen (one face: faster tracking)
 FACE_PROBE_MIN_S = 15.0  # s: shorter pictures skip that probe and track up to MAX_FACES
 PARALLEL_LIPS_MIN_S = 20.0  # s: pictures this long have their lips tracked by several processes
@@ -384,18 +383,16 @@ def align_dub(
     t0 = time.perf_counter()
     pauses = find_pauses(speech[: len(mel)])  # silence may be squeezed or stretched freely
     solve = functools.partial(_solve_map, config=config, speech=speech[: len(mel)], pauses=pauses)
+    path, timemap = solve(features)
     if features.guide_dub is not None:
-        # align on the guide alone first; how well the picture's audio then follows the dub
-        # says how far to trust it against the lips
-        path, timemap = solve(features)
+        # with the dub placed, how well does the picture's audio follow it? If hardly at all, that
+        # audio is not this line (another take, music, wild sound): align again without it
         agreement = guide_agreement(y16, picture.audio, timemap)
-        parity = getattr(model, "guide_parity", GUIDE_AGREEMENT_MID)
-        features = replace(features, guide_weight=guide_weight(agreement, parity=parity))
         hook("guide_agreement", agreement)
-        if features.guide_weight < FULL_TRUST:
+        weight = guide_weight(agreement)
+        if weight < features.guide_weight:
+            features = replace(features, guide_weight=weight)
             path, timemap = solve(features)
-    else:
-        path, timemap = solve(features)
     timings["path"] = time.perf_counter() - t0
     hook("path", path)
     hook("time_map", timemap)
@@ -479,18 +476,26 @@ def _solve_map(
 
 
 def _confidence(features: SyncFeatures, path: WarpPath, speech: np.ndarray) -> tuple[np.ndarray, float]:
-    """Per-dub-second confidence: how far the chosen cells sit below their rows, over speech."""
+    """Per-dub-second confidence: the probability mass the fused costs put near the path.
+
+    Each row's costs are negative log-probabilities over its picture frames; the confidence of a
+    dub frame is the share of that row's probability within CONFIDENCE_TOLERANCE of the path,
+    averaged over the dub's speech frames of each second.
+    """
     col_start, width = band_around(
         (path.dub_frames, path.pic_frames), features.n_dub, features.n_pic, radius=CONFIDENCE_RADIUS
     )
-    matrix = features.band(col_start, width)
+    costs = features.band(col_start, width).costs.astype(np.float64)
     rows = np.asarray(path.dub_frames)
-    cols = np.asarray(path.pic_frames) - matrix.col_start[rows]
-    z = np.full(matrix.n_dub, np.inf)
-    np.minimum.at(z, rows, matrix.costs[rows, cols])  # several cells per row: keep the best
-    per_frame = np.clip(-z / CONFIDENCE_SCALE, 0.0, 1.0)
-    sp = speech[: matrix.n_dub] > 0.5
-    n_sec = int(np.ceil(matrix.n_dub / PATH_RATE))
+    centre = np.zeros(features.n_dub)
+    np.add.at(centre, rows, np.asarray(path.pic_frames, float))
+    centre /= np.maximum(np.bincount(rows, minlength=features.n_dub), 1)
+    prob = np.exp(-(costs - costs.min(axis=1, keepdims=True)))
+    prob /= prob.sum(axis=1, keepdims=True)
+    near = np.abs(col_start[:, None] + np.arange(width) - centre[:, None]) <= CONFIDENCE_TOLERANCE
+    per_frame = (prob * near).sum(axis=1)
+    sp = speech[: features.n_dub] > 0.5
+    n_sec = int(np.ceil(features.n_dub / PATH_RATE))
     conf = np.full(n_sec, np.nan)
     for s in range(n_sec):
         sl = slice(s * PATH_RATE, (s + 1) * PATH_RATE)
@@ -553,7 +558,10 @@ def assess(
         )
     if config.guide == "auto" and picture.audio is None:
         warnings.append("the picture has no audio track: aligned on the lips only")
-    elif use_guide and features.guide_weight < 0.2:
-        warnings.append("the picture's audio looks too noisy to guide: aligned mostly on the lips")
+    elif use_guide and features.guide_weight < 1.0:
+        warnings.append(
+            f"the picture's audio hardly follows the dub (guide weight {features.guide_weight:.2f}): "
+            "aligned mostly on the lips"
+        )
     return warnings
 

@@ -25,8 +25,8 @@ class InterimLipModel:
 
     name = "interim (mouth opening vs. audio envelope; placeholder until the trained encoder)"
     metric = "sqeuclidean"
-    # so weak that any picture audio that follows the dub at all is the better guide (sync.guide_weight)
-    guide_parity = 0.0
+    # weak evidence: a high softmax temperature (sync.SyncFeatures.band) lets any usable guide decide
+    temperature = 2.0
 
     def embed_video(self, track: LipTrack) -> np.ndarray:
         """[shape=(n_frames, 2)] z-scored mouth opening and its change per second."""

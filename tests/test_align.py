@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 from pathlib import Path
@@ -170,6 +171,18 @@ def test_no_picture_audio_warns_and_aligns_on_lips(analysis, dub_path):
     res = align_dub(mute, dub_path, AlignConfig(guide="auto", model="interim"))
     assert res.guide_weight == 0.0
     assert any("no audio track" in w for w in res.warnings)
+
+
+def test_unrelated_picture_audio_is_dropped_as_a_guide(analysis, dub_path, rng):
+    # the picture's track holds something else entirely (noise bursts, not this line)
+    n = len(analysis.audio)
+    other = (rng.standard_normal(n) * np.repeat(rng.random(n // 1600 + 1) > 0.5, 1600)[:n]).astype(np.float32)
+    wild = dataclasses.replace(analysis, audio=0.1 * other)
+    seen = {}
+    res = align_dub(wild, dub_path, AlignConfig(guide="auto", model="interim"), hook=seen.__setitem__)
+    assert seen["guide_agreement"] < 0.2
+    assert res.guide_weight < 1.0
+    assert any("hardly follows the dub" in w for w in res.warnings)
 
 
 def test_align_writes_the_output(analysis, dub_path, tmp_path, monkeypatch):

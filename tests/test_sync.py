@@ -8,6 +8,7 @@ from helpers import grid_audio, to_rate
 
 from dubalign.lips import CROP_H, CROP_W, LIP_POINTS, N_BLENDSHAPES, LipTrack
 from dubalign.sync import (
+    GUIDE_TEMPERATURE,
     SyncFeatures,
     banded_distance,
     frame_validity,
@@ -15,7 +16,7 @@ from dubalign.sync import (
     guide_weight,
     picture_grid,
     resample_rows,
-    zscore_rows,
+    row_neg_log_softmax,
 )
 from dubalign.timemap import TimeMap
 from dubalign.units import ANALYSIS_SR, PATH_RATE
@@ -97,16 +98,23 @@ def test_banded_distance_matches_dense(rng, metric):
                 assert band[i, k] == np.inf
 
 
-def test_zscore_rows_by_hand():
+def test_row_neg_log_softmax_by_hand():
     costs = np.array([[1.0, 2.0, 3.0, np.inf], [5.0, 5.0, 5.0, 5.0]])
-    z = zscore_rows(costs)
-    s = np.sqrt(2 / 3)  # population spread of 1, 2, 3
-    np.testing.assert_allclose(z[0], [-1 / s, 0.0, 1 / s, 0.0], atol=1e-4)
-    np.testing.assert_allclose(z[1], 0.0, atol=1e-6)
+    out = row_neg_log_softmax(costs, 1.0)
+    # row 0: -log(e^-c / (e^-1 + e^-2 + e^-3))
+    total = np.log(np.exp(-1.0) + np.exp(-2.0) + np.exp(-3.0))
+    np.testing.assert_allclose(out[0, :3], [1.0 + total, 2.0 + total, 3.0 + total], rtol=1e-5)
+    assert out[0, 3] == np.inf
+    np.testing.assert_allclose(out[1], np.log(4.0), rtol=1e-6)  # flat row: uniform
+    # a cell without a face carries no evidence: it gets the row's mean, the others renormalise
     valid = np.array([[True, True, False, True], [True, True, True, True]])
-    z = zscore_rows(costs, valid)
-    np.testing.assert_allclose(z[0], [-1.0, 1.0, 0.0, 0.0], atol=1e-4)  # 1, 2: mean 1.5, spread 0.5
-    assert z.dtype == np.float32
+    out = row_neg_log_softmax(costs, 0.5, valid=valid)
+    total = np.log(np.exp(-2.0) + np.exp(-4.0))
+    np.testing.assert_allclose(out[0, :2], [2.0 + total, 4.0 + total], rtol=1e-5)
+    assert out[0, 2] == pytest.approx(out[0, :2].mean())
+    assert out.dtype == np.float32
+    # lower temperature: sharper
+    assert np.ptp(row_neg_log_softmax(costs[:1, :3], 0.1)) > np.ptp(row_neg_log_softmax(costs[:1, :3], 1.0))
 
 
 def random_features(rng, n_dub=103, n_pic=157, metric="cosine", guide=True) -> SyncFeatures:
@@ -116,7 +124,7 @@ def random_features(rng, n_dub=103, n_pic=157, metric="cosine", guide=True) -> S
     valid = np.ones(n_pic, bool)
     valid[40:60] = False
     return SyncFeatures(
-        lip_dub=lip_dub, lip_pic=lip_pic, lip_valid=valid, metric=metric,
+        lip_dub=lip_dub, lip_pic=lip_pic, lip_valid=valid, metric=metric, lip_temperature=0.2,
         guide_dub=unit(rng.standard_normal((n_dub, 5))) if guide else None,
         guide_pic=unit(rng.standard_normal((n_pic, 5))) if guide else None,
         guide_weight=0.5 if guide else 0.0, pad=0.5,
@@ -164,13 +172,27 @@ def test_band_marks_cells_outside_the_picture(rng, guide):
     assert np.isfinite(m.costs[~outside]).all()
 
 
-def test_band_without_guide_is_the_zscored_lip_distance(rng):
+def test_band_without_guide_is_the_lip_log_softmax(rng):
     f = random_features(rng, guide=False)
     col_start = np.full(f.n_dub, 20, np.int64)
     m = f.band(col_start, 30)
     lip = dense_distance(f.lip_dub, f.lip_pic, "cosine")[:, 20:50]
-    np.testing.assert_allclose(m.costs, zscore_rows(lip, f.lip_valid[20:50][None, :].repeat(f.n_dub, 0)), atol=1e-5)
-    assert (m.costs[:, 20:30] == 0).all()  # columns 40..49: no face, neutral cost
+    valid = f.lip_valid[20:50][None, :].repeat(f.n_dub, 0)
+    np.testing.assert_allclose(m.costs, row_neg_log_softmax(lip, 0.2, valid=valid), rtol=1e-5)
+    # columns 40..49 (band 20..29): no face, the row's mean
+    mean = m.costs[:, :20].mean(axis=1, keepdims=True)
+    np.testing.assert_allclose(m.costs[:, 20:30], np.broadcast_to(mean, (f.n_dub, 10)), rtol=1e-5)
+
+
+def test_band_with_guide_adds_the_weighted_guide_term(rng):
+    f = random_features(rng, guide=True)
+    col_start = np.full(f.n_dub, 20, np.int64)
+    m = f.band(col_start, 30)
+    lip = dense_distance(f.lip_dub, f.lip_pic, "cosine")[:, 20:50]
+    guide = dense_distance(f.guide_dub, f.guide_pic, "cosine")[:, 20:50]
+    valid = f.lip_valid[20:50][None, :].repeat(f.n_dub, 0)
+    expected = row_neg_log_softmax(lip, 0.2, valid=valid) + 0.5 * row_neg_log_softmax(guide, GUIDE_TEMPERATURE)
+    np.testing.assert_allclose(m.costs, expected, rtol=1e-4)
 
 
 def test_guide_agreement_is_high_for_clean_speech_and_lower_under_babble(rng):
@@ -184,7 +206,8 @@ def test_guide_agreement_is_high_for_clean_speech_and_lower_under_babble(rng):
     a_noisy = guide_agreement(clean, clean + babble, identity)
     assert a_clean == pytest.approx(1.0, abs=1e-6)
     assert a_noisy < 0.8
-    assert guide_weight(a_clean) > 0.95 and guide_weight(a_noisy) < guide_weight(a_clean)
+    assert guide_weight(a_clean) == 1.0 and guide_weight(a_noisy) == 1.0  # noisy, but the same line
+    assert guide_weight(0.05) == 0.0  # audio that does not follow the dub at all is dropped
     assert guide_agreement(clean, np.zeros_like(clean), identity) == 0.0
     # a wrong placement of the same clean speech agrees less than the right one
     assert guide_agreement(clean, clean, TimeMap.shifted(0.4, duration=3.0)) < a_clean - 0.2
