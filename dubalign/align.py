@@ -372,17 +372,18 @@ def align_dub(
     timings["model_load"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    speech = speech[: len(mel)]
+    pauses = find_pauses(speech)  # silence may be squeezed or stretched freely
     use_guide = config.guide == "auto" and picture.audio is not None
     features = sync_features(
-        picture.track, mel, model, duration=picture.duration, pad=pad,
+        picture.track, mel, model, dub_speech=speech, dub_pause=pauses, duration=picture.duration, pad=pad,
         picture_y16=picture.audio if use_guide else None,
     )
     timings["model"] = time.perf_counter() - t0
     hook("sync_features", features)
 
     t0 = time.perf_counter()
-    pauses = find_pauses(speech[: len(mel)])  # silence may be squeezed or stretched freely
-    solve = functools.partial(_solve_map, config=config, speech=speech[: len(mel)], pauses=pauses)
+    solve = functools.partial(_solve_map, config=config, speech=speech, pauses=pauses)
     path, timemap = solve(features)
     if features.guide_dub is not None:
         # with the dub placed, how well does the picture's audio follow it? If hardly at all, that

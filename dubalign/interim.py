@@ -28,11 +28,17 @@ class InterimLipModel:
     # weak evidence: a high softmax temperature (sync.SyncFeatures.band) lets any usable guide decide
     temperature = 2.0
 
-    def embed_video(self, track: LipTrack) -> np.ndarray:
-        """[shape=(n_frames, 2)] z-scored mouth opening and its change per second."""
+    def embed_video(self, track: LipTrack, *, times: np.ndarray | None = None) -> np.ndarray:
+        """[shape=(n_frames, 2)] z-scored mouth opening and its change per second.
+
+        times : optional picture times (s) to interpolate to instead of the track's own frames.
+        """
         opening = _zscore(track.mouth_opening(), track.present)
         change = np.gradient(opening, track.times) if track.n_frames > 1 else np.zeros_like(opening)
-        return np.stack([opening, _zscore(change, track.present)], axis=1).astype(np.float32)
+        rows = np.stack([opening, _zscore(change, track.present)], axis=1).astype(np.float32)
+        if times is None:
+            return rows
+        return np.stack([np.interp(times, track.times, col) for col in rows.T], axis=1).astype(np.float32)
 
     def embed_audio(self, mel: np.ndarray) -> np.ndarray:
         """[shape=(n_frames, 2)] z-scored loudness (log-mel mean) and its change, at FEATURE_RATE."""

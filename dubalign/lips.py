@@ -28,6 +28,7 @@ N_BLENDSHAPES = 52
 CROP_H, CROP_W = 48, 96  # px of the normalised mouth crop
 CROP_WIDTH_EYES = 0.9  # crop width as a multiple of the outer eye-corner distance
 CROP_DROP_EYES = 0.05  # crop centre below the lip centre, in eye distances (include the chin a bit)
+ACTIVITY_SMOOTH = 5  # frames over which mouth activity is averaged
 MAX_FACES = 2  # faces tracked at once; the speaking one is kept
 MATCH_RADIUS = 0.15  # a detection continues a track when its mouth moved less than this share of the frame
 
@@ -64,6 +65,24 @@ class LipTrack:
         top = LIP_POINTS.index(INNER_TOP)
         bottom = LIP_POINTS.index(INNER_BOTTOM)
         return np.linalg.norm(self.lips[:, bottom] - self.lips[:, top], axis=-1)
+
+
+def mouth_activity(track: LipTrack) -> np.ndarray:
+    """How much the mouth is speaking in each frame, in [0, 1] [shape=(n_frames,)].
+
+    Motion and opening away from the mouth's rest shape, smoothed over ACTIVITY_SMOOTH frames and
+    scaled between the clip's quiet (10th percentile) and busy (90th) frames. Frames without a
+    face get 0.
+    """
+    if not track.present.any():
+        return np.zeros(track.n_frames, np.float32)
+    opening = track.mouth_opening()
+    rest = np.median(opening[track.present])
+    raw = np.abs(np.gradient(opening)) + 0.5 * np.abs(opening - rest) if track.n_frames > 1 else opening * 0
+    raw = np.where(track.present, raw, 0.0)
+    smooth = np.convolve(raw, np.ones(ACTIVITY_SMOOTH) / ACTIVITY_SMOOTH, mode="same")
+    lo, hi = np.percentile(smooth[track.present], [10, 90])
+    return np.where(track.present, np.clip((smooth - lo) / (hi - lo + 1e-9), 0.0, 1.0), 0.0).astype(np.float32)
 
 
 def landmarker_model_path() -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from helpers import black_picture, grid_analysis, grid_words
@@ -16,6 +18,7 @@ from dubalign.lips import (
     LipTrack,
     choose_speaker,
     count_faces,
+    mouth_activity,
     track_lips,
 )
 from dubalign.media import iter_frames
@@ -131,3 +134,15 @@ def test_count_faces(tmp_path):
     frames = [rgb for _, rgb in iter_frames(grid_clip(), start=1.0, end=1.2)]
     assert count_faces(frames) == 1
     assert count_faces([np.zeros_like(frames[0])]) == 0
+
+
+def test_mouth_activity_is_high_in_words_and_low_in_the_leading_silence(track):
+    act = mouth_activity(track)
+    assert act.shape == (track.n_frames,) and act.min() >= 0 and act.max() <= 1
+    words = grid_words()
+    speech = (track.times >= words[0].start) & (track.times < words[-1].end)
+    lead = track.times < words[0].start - 0.4  # the lips start moving a little before the sound
+    assert act[speech].mean() > 0.4
+    assert act[lead].mean() < 0.15
+    blank = dataclasses.replace(track, present=np.zeros(track.n_frames, bool))
+    assert (mouth_activity(blank) == 0).all()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from helpers import grid_audio, to_rate
 
 from dubalign.lips import CROP_H, CROP_W, LIP_POINTS, N_BLENDSHAPES, LipTrack
 from dubalign.sync import (
+    ACTIVITY_WEIGHT,
     GUIDE_TEMPERATURE,
     SyncFeatures,
     banded_distance,
@@ -125,6 +128,8 @@ def random_features(rng, n_dub=103, n_pic=157, metric="cosine", guide=True) -> S
     valid[40:60] = False
     return SyncFeatures(
         lip_dub=lip_dub, lip_pic=lip_pic, lip_valid=valid, metric=metric, lip_temperature=0.2,
+        dub_activity=np.zeros(n_dub, np.float32), dub_pause=np.zeros(n_dub, bool),
+        pic_activity=np.zeros(n_pic, np.float32),
         guide_dub=unit(rng.standard_normal((n_dub, 5))) if guide else None,
         guide_pic=unit(rng.standard_normal((n_pic, 5))) if guide else None,
         guide_weight=0.5 if guide else 0.0, pad=0.5,
@@ -193,6 +198,24 @@ def test_band_with_guide_adds_the_weighted_guide_term(rng):
     valid = f.lip_valid[20:50][None, :].repeat(f.n_dub, 0)
     expected = row_neg_log_softmax(lip, 0.2, valid=valid) + 0.5 * row_neg_log_softmax(guide, GUIDE_TEMPERATURE)
     np.testing.assert_allclose(m.costs, expected, rtol=1e-4)
+
+
+def test_band_pause_rows_are_neutral_and_activity_must_match(rng):
+    f = random_features(rng, guide=False)
+    pause = np.zeros(f.n_dub, bool)
+    pause[10:20] = True
+    act = np.where(pause, 0.0, 1.0).astype(np.float32)
+    mouth = np.zeros(f.n_pic, np.float32)
+    mouth[25:35] = 1.0  # the mouth speaks in columns 25..34 only
+    g = dataclasses.replace(f, dub_pause=pause, dub_activity=act, pic_activity=mouth)
+    col_start = np.full(f.n_dub, 20, np.int64)
+    base, m = f.band(col_start, 30).costs, g.band(col_start, 30).costs
+    # pause rows: the lip term is flat (its row mean), plus ACTIVITY_WEIGHT where the mouth moves
+    flat = base[10:20].mean(axis=1, keepdims=True)
+    expected = flat + ACTIVITY_WEIGHT * mouth[20:50][None, :]
+    np.testing.assert_allclose(m[10:20], np.broadcast_to(expected, (10, 30)), rtol=1e-5)
+    # speech rows: the lip term, plus ACTIVITY_WEIGHT where the mouth rests
+    np.testing.assert_allclose(m[30:], base[30:] + ACTIVITY_WEIGHT * (1.0 - mouth[20:50])[None, :], rtol=1e-5)
 
 
 def test_guide_agreement_is_high_for_clean_speech_and_lower_under_babble(rng):
