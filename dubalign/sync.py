@@ -37,9 +37,11 @@ GUIDE_TEMPERATURE = 0.04  # the guide's cepstral cosine distances
 # negative-log-probability units). Lips-only in-sync % on the benchmark's dev cases at weights
 # 0 / 1.5 / 3: warped 57.5 / 60.0 / 57.9, re-performance 29.3 / 32.0 / 34.0.
 ACTIVITY_WEIGHT = 2.0
-# The envelope agreement of the guide-only alignment with the picture audio is about 0.9 for
-# clean production sound and 0.2 to 0.8 under babble at -5 dB SNR; unrelated audio scores ~0.
-GUIDE_MIN_AGREEMENT = 0.1  # below this the picture's audio is not the line: dropped
+# The envelope agreement of the aligned dub with the picture audio is about 0.9 for clean
+# production sound, 0.2 to 0.8 under babble at -5 dB SNR, and can fall to ~0.03 under louder
+# babble of the same voice, where the guide still helps (CI regression: 84 % kept, 62 % dropped).
+# Only audio that does not follow the dub at all (agreement at or below 0) is dropped.
+GUIDE_MIN_AGREEMENT = -0.1  # at or below this the picture's audio is not the line: dropped
 GUIDE_AGREEMENT_RAMP = 0.1  # full weight from GUIDE_MIN_AGREEMENT + this
 
 
