@@ -17,7 +17,7 @@ import click
 from . import __version__
 from .align import AlignConfig, Progress, align
 from .cli_batch import batch as _batch
-from .console import mute_native_stderr
+from .console import alignment_options, fail, mute_native_stderr
 from .errors import DubalignError
 from .media import current_umask
 
@@ -62,16 +62,9 @@ def main() -> None:
 @click.argument("dub", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Where to write the aligned dub (WAV, on the picture's timeline).")
-@click.option("--guide", type=click.Choice(["auto", "off"]), default="auto", show_default=True,
-              help="Use the picture's own audio as a guide when it has a track ('off': lips only).")
+@alignment_options
 @click.option("--report", type=click.Path(dir_okay=False), default=None,
               help="Write a JSON report (time map, confidence, warnings, timings).")
-@click.option("--max-shift", type=float, default=1.5, show_default=True,
-              help="Seconds the dub's start may move against the picture's start.")
-@click.option("--model", type=click.Choice(["auto", "trained", "interim"]), default="auto",
-              show_default=True, help="Lip model: the shipped trained encoder or the interim features.")
-@click.option("--renderer", type=click.Choice(["auto", "rubberband", "vocoder"]), default="auto",
-              show_default=True, help="Time-stretcher used to render the dub through the time map.")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT (and REPORT) if they exist.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
 def align_command(picture, dub, output, guide, report, max_shift, model, renderer, overwrite, quiet):
@@ -79,19 +72,19 @@ def align_command(picture, dub, output, guide, report, max_shift, model, rendere
     config = AlignConfig(guide=guide, max_shift=max_shift, model=model, renderer=renderer)
     for path in filter(None, (output, report)):
         if Path(path).exists() and not overwrite:
-            _fail(f"{path} already exists: choose another name or pass --overwrite")
+            fail(f"{path} already exists: choose another name or pass --overwrite")
     if report and Path(report).resolve() in (Path(picture).resolve(), Path(dub).resolve()):
-        _fail(f"the report {report} would overwrite an input")
+        fail(f"the report {report} would overwrite an input")
     bars = _ProgressBars(enabled=not quiet and sys.stderr.isatty())
     started = time.perf_counter()
     try:
         result = align(picture, dub, output, config, hook=bars)
     except DubalignError as e:
         bars.close()
-        _fail(str(e))
+        fail(str(e))
     except KeyboardInterrupt:
         bars.close()
-        _fail("interrupted: nothing was written", code=130)
+        fail("interrupted: nothing was written", code=130)
     bars.close()
     if report:
         _write_json(report, {"picture": str(picture), "dub": str(dub), "output": str(output),
@@ -122,11 +115,6 @@ def _write_json(path: str, obj: dict) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def _fail(message: str, code: int = 1):
-    click.echo(f"dubalign: error: {message}", err=True)
-    sys.exit(code)
 
 
 if __name__ == "__main__":

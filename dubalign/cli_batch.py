@@ -19,6 +19,7 @@ from .batch import (
     parse_column_map,
     run_batch,
 )
+from .console import alignment_options, fail
 from .errors import DubalignError
 from .timecode import RATE_CHOICES, parse_rate
 
@@ -55,8 +56,7 @@ class _ReelProgress:
 
 
 def _fail(message: str, code: int = EXIT_ERROR):
-    click.echo(f"dubalign: error: {message}", err=True)
-    sys.exit(code)
+    fail(message, code)
 
 
 def _report(result: BatchResult, quiet: bool) -> None:
@@ -103,14 +103,7 @@ def _report(result: BatchResult, quiet: bool) -> None:
               help="Output name; fields {cue} {take} {index} {character} {row}.")
 @click.option("--handles", type=float, default=DEFAULT_HANDLES, show_default=True,
               help="Seconds of picture kept either side of the cue's timecode range.")
-@click.option("--guide", type=click.Choice(["auto", "off"]), default="auto", show_default=True,
-              help="Use the picture's own audio as a guide when it has a track.")
-@click.option("--max-shift", type=float, default=1.5, show_default=True,
-              help="Seconds a take's start may move against the cue's picture start.")
-@click.option("--model", type=click.Choice(["auto", "trained", "interim"]), default="auto",
-              show_default=True, help="Lip model.")
-@click.option("--renderer", type=click.Choice(["auto", "rubberband", "vocoder"]), default="auto",
-              show_default=True, help="Time-stretcher.")
+@alignment_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
 def batch(cues, picture, out_dir, jobs, resume, overwrite, fps, reel_start, column_map, template,
           handles, guide, max_shift, model, renderer, quiet):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import sys
 
+import click
+
 
 def mute_native_stderr() -> None:
     """Send what C/C++ libraries write to file descriptor 2 (MediaPipe's glog lines) to /dev/null.
@@ -23,3 +25,25 @@ def mute_native_stderr() -> None:
         sys.stderr = os.fdopen(original, "w", buffering=1, encoding=sys.stderr.encoding, errors="replace")
     except (OSError, AttributeError, ValueError):  # no real stderr (embedded, captured): leave it be
         pass
+
+
+def fail(message: str, code: int = 1):
+    """Print ``dubalign: error: MESSAGE`` on stderr and exit with ``code`` (never returns)."""
+    click.echo(f"dubalign: error: {message}", err=True)
+    sys.exit(code)
+
+
+def alignment_options(command):
+    """The options `align` and `batch` share: they become an AlignConfig."""
+    for option in reversed([
+        click.option("--guide", type=click.Choice(["auto", "off"]), default="auto", show_default=True,
+                     help="Use the picture's own audio as a guide when it has a track ('off': lips only)."),
+        click.option("--max-shift", type=float, default=1.5, show_default=True,
+                     help="Seconds the dub's start may move against the picture's start."),
+        click.option("--model", type=click.Choice(["auto", "trained", "interim"]), default="auto",
+                     show_default=True, help="Lip model: the shipped trained encoder or the interim features."),
+        click.option("--renderer", type=click.Choice(["auto", "rubberband", "vocoder"]), default="auto",
+                     show_default=True, help="Time-stretcher used to render the dub through the time map."),
+    ]):
+        command = option(command)
+    return command
