@@ -164,19 +164,6 @@ def picture_grid(duration: float, pad: float) -> np.ndarray:
     return np.arange(n) / PATH_RATE - pad
 
 
-def resample_rows(values: np.ndarray, times: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """Linear interpolation of per-frame rows at ``times`` onto ``grid`` (both seconds, increasing).
-
-    values : [shape=(n_frames, dim)]; returns [shape=(len(grid), dim)], held constant past the ends.
-    """
-    idx = np.clip(np.searchsorted(times, grid) - 1, 0, max(len(times) - 2, 0))
-    if len(times) < 2:
-        return np.repeat(values[:1], len(grid), axis=0)
-    t0, t1 = times[idx], times[idx + 1]
-    w = np.clip((grid - t0) / np.maximum(t1 - t0, 1e-9), 0.0, 1.0)[:, None]
-    return (1 - w) * values[idx] + w * values[idx + 1]
-
-
 def frame_validity(track: LipTrack, grid: np.ndarray) -> np.ndarray:
     """True for grid times that fall within half a frame of a frame that shows the face."""
     if track.n_frames == 0:

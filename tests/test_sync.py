@@ -18,7 +18,6 @@ from dubalign.sync import (
     guide_agreement,
     guide_weight,
     picture_grid,
-    resample_rows,
     row_neg_log_softmax,
 )
 from dubalign.timemap import TimeMap
@@ -49,24 +48,6 @@ def test_picture_grid():
     assert grid[0] == pytest.approx(-1.5)
     assert grid[-1] == pytest.approx(4.5)
     np.testing.assert_allclose(np.diff(grid), 1 / PATH_RATE)
-
-
-def test_resample_rows_is_linear_and_held_at_the_ends():
-    times = np.arange(10) / 25.0
-    values = np.stack([3 * times + 1, -times], axis=1)
-    grid = np.array([-0.1, 0.0, 0.01, 0.123, 0.36, 0.5])
-    out = resample_rows(values, times, grid)
-    expected = np.stack([3 * np.clip(grid, 0, 0.36) + 1, -np.clip(grid, 0, 0.36)], axis=1)
-    np.testing.assert_allclose(out, expected, atol=1e-12)
-    single = resample_rows(values[:1], times[:1], grid)
-    np.testing.assert_allclose(single, np.repeat(values[:1], len(grid), axis=0))
-
-
-def test_resample_rows_on_uneven_times():
-    times = np.array([0.0, 0.1, 0.15, 0.4])
-    values = np.array([[0.0], [1.0], [5.0], [0.0]])
-    out = resample_rows(values, times, np.array([0.05, 0.125, 0.3]))
-    np.testing.assert_allclose(out[:, 0], [0.5, 3.0, 2.0])
 
 
 def test_frame_validity():
