@@ -185,18 +185,13 @@ def _noop(stage: str, value: object) -> None:
 def load_lip_model(name: str = "auto"):
     """The lip model for ``name`` (loaded once per process)."""
     if name in ("auto", "trained"):
+        from .model import load_model  # imports torch: only when the trained model is wanted
+
         try:
-            from .model import load_model
-        except ImportError:
-            load_model = None
-        if load_model is not None:
-            try:
-                return load_model()
-            except Exception:
-                if name == "trained":
-                    raise
-        elif name == "trained":
-            raise ParameterError("the trained lip model is not part of this installation")
+            return load_model()
+        except Exception:  # no usable weights: "auto" falls back to the interim features
+            if name == "trained":
+                raise
     from .interim import InterimLipModel
 
     return InterimLipModel()
@@ -345,18 +340,19 @@ def _envelope_fn(audio: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
 
 def align_dub(
     picture: PictureAnalysis,
-    dub_path: str | Path,
+    dub: str | Path | media.DubAudio,
     config: AlignConfig = AlignConfig(),
     *,
     hook: Hook | None = None,
 ) -> AlignmentResult:
-    """Align one dub to an analysed picture. Writes nothing."""
+    """Align one dub (a path, or a dub already read) to an analysed picture. Writes nothing."""
     config.check()
     hook = hook or _noop
     timings = dict(picture.timings)
 
     t0 = time.perf_counter()
-    dub = media.read_dub(dub_path)
+    if not isinstance(dub, media.DubAudio):
+        dub = media.read_dub(dub)
     y16 = to_analysis(dub.samples, dub.sr)
     mel = log_mel(y16)
     speech = speech_activity(y16)
@@ -442,9 +438,9 @@ def align(
             raise ParameterError(f"the output {output} would overwrite an input: choose another name")
     if not out.parent.is_dir():
         raise ParameterError(f"the output folder {out.parent} does not exist")
-    media.read_dub(dub)  # fail fast on a bad dub, before the slow picture analysis
+    dub_audio = media.read_dub(dub)  # fail fast on a bad dub, before the slow picture analysis
     analysis = analyze_picture(picture, config, hook=hook)
-    result = align_dub(analysis, dub, config, hook=hook)
+    result = align_dub(analysis, dub_audio, config, hook=hook)
     t0 = time.perf_counter()
     media.write_audio(out, result.audio, result.sr, subtype=result.subtype)
     result.timings["write"] = time.perf_counter() - t0
