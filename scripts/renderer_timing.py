@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
 import dubalign.render as render_module
 from dubalign.render import render, rubberband_available
+from dubalign.timemap import TimeMap
 
 SR = 48000  # Hz: the dub's rate in the benchmark
 CLICK_PERIOD_S = 0.25  # one click every quarter second
@@ -31,28 +31,6 @@ RATE_RANGE = (0.72, 1.38)
 SEGMENT_RANGE_S = (0.25, 0.9)
 MAP_STEP_S = 0.010  # knot spacing of the generated maps
 
-
-try:
-    from dubalign.timemap import TimeMap
-except ImportError:  # the time map module is not there yet: a minimal stand-in
-
-    @dataclass(frozen=True)
-    class TimeMap:  # type: ignore[no-redef]
-        dub_t: np.ndarray
-        pic_t: np.ndarray
-
-        @staticmethod
-        def _interp(x, xp, fp):
-            x = np.asarray(x, dtype=float)
-            y = np.interp(x, xp, fp)
-            y = np.where(x < xp[0], fp[0] + (x - xp[0]), y)
-            return np.where(x > xp[-1], fp[-1] + (x - xp[-1]), y)
-
-        def to_dub(self, pic_times):
-            return self._interp(pic_times, self.pic_t, self.dub_t)
-
-        def to_picture(self, dub_times):
-            return self._interp(dub_times, self.dub_t, self.pic_t)
 
 
 def click_train(seconds: float, sr: int) -> tuple[np.ndarray, np.ndarray]:
