@@ -56,14 +56,6 @@ class SyncMatrix:
     costs: np.ndarray
     col_start: np.ndarray
 
-    @property
-    def n_dub(self) -> int:
-        return self.costs.shape[0]
-
-    @property
-    def width(self) -> int:
-        return self.costs.shape[1]
-
 
 @dataclass(frozen=True)
 class SyncFeatures:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from helpers import grid_audio, to_rate
 
+import dubalign.sync as sync_module
 from dubalign.lips import CROP_H, CROP_W, LIP_POINTS, N_BLENDSHAPES, LipTrack
 from dubalign.sync import (
     ACTIVITY_WEIGHT,
@@ -63,8 +64,9 @@ def test_frame_validity():
 
 
 @pytest.mark.parametrize("metric", ["cosine", "sqeuclidean"])
-def test_banded_distance_matches_dense(rng, metric):
-    n_dub, n_pic, dim, width = 300, 120, 8, 25  # 300 rows: more than one ROW_CHUNK
+def test_banded_distance_matches_dense(rng, metric, monkeypatch):
+    n_dub, n_pic, dim, width = 300, 120, 8, 25
+    monkeypatch.setattr(sync_module, "GATHER_FLOATS", 64 * width * dim)  # 64 rows a chunk: 5 chunks
     rows = rng.standard_normal((n_dub, dim))
     cols = rng.standard_normal((n_pic, dim))
     if metric == "cosine":
