@@ -228,7 +228,7 @@ def choose_speaker(
             m = merged[match]
             for key in ("present", "lips", "blend", "crops"):
                 m[key].append(face[key])
-            m["end"], m["frames"] = face["end"], m["frames"] + n
+            m["end"] = face["end"]
         for k, m in enumerate(merged):
             if k not in taken:
                 _pad_face(m, n)
@@ -265,7 +265,7 @@ def _continuing_face(merged: list[dict], face: dict, taken: set[int]) -> int | N
 
 
 def _empty_face(n_before: int, face: dict) -> dict:
-    m = {"present": [], "lips": [], "blend": [], "crops": [], "first": face["first"], "end": face["end"], "frames": 0}
+    m = {"present": [], "lips": [], "blend": [], "crops": [], "first": face["first"], "end": face["end"]}
     _pad_face(m, n_before)
     return m
 
@@ -276,7 +276,6 @@ def _pad_face(m: dict, n: int) -> None:
     m["lips"].append(np.zeros((n, len(LIP_POINTS), 2), np.float32))
     m["blend"].append(np.zeros((n, N_BLENDSHAPES), np.float32))
     m["crops"].append(np.zeros((n, CROP_H, CROP_W), np.uint8))
-    m["frames"] += n
 
 
 def _nearest_track(tracks: list[_Track], x: float, y: float, frame: int) -> _Track | None:
