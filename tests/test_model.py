@@ -1,5 +1,7 @@
 """The lips-speech dual encoder: shapes, unit norm, training smoke test, checkpoints."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +24,8 @@ from dubalign.model import (
 )
 from dubalign.units import N_MELS
 
-SHIPPED = Path(__file__).resolve().parent.parent / "models" / "lipsync.pt"
+REPO = Path(__file__).resolve().parent.parent
+SHIPPED = REPO / "models" / "lipsync.pt"
 
 
 def tiny(design: str = "both") -> EncoderConfig:
@@ -123,6 +126,31 @@ def test_checkpoint_round_trip_and_corruption(rng, tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(MediaError, match="corrupt"):
         load_model(path)
+
+
+def test_average_weights_script_writes_the_mean(tmp_path):
+    paths = []
+    for seed in (0, 1, 2):
+        torch.manual_seed(seed)
+        paths.append(tmp_path / f"run{seed}.pt")
+        save_checkpoint(SyncEncoder(tiny()), paths[-1])
+    out = tmp_path / "soup" / "lipsync.pt"
+    script = REPO / "scripts" / "average_weights.py"
+    subprocess.run([sys.executable, str(script), *map(str, paths), "-o", str(out)], check=True,
+                   capture_output=True)
+    soup = load_model(out).encoder.state_dict()  # the sha256 beside it checks out too
+    runs = [load_model(p).encoder.state_dict() for p in paths]
+    for k, v in soup.items():
+        if v.is_floating_point():
+            torch.testing.assert_close(v, sum(r[k] for r in runs) / 3)
+
+    torch.manual_seed(3)
+    other = tmp_path / "other.pt"
+    save_checkpoint(SyncEncoder(tiny("landmarks")), other)
+    p = subprocess.run([sys.executable, str(script), str(paths[0]), str(other), "-o", str(tmp_path / "x.pt")],
+                       capture_output=True, text=True)
+    assert p.returncode != 0 and "different configurations" in p.stderr
+    assert not (tmp_path / "x.pt").exists()
 
 
 def test_load_model_missing_files(tmp_path):
