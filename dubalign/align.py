@@ -34,6 +34,7 @@ from .units import FEATURE_RATE, PATH_RATE
 
 Hook = Callable[[str, object], None]
 
+SHIPPED_MODEL = "shipped"  # AlignConfig.model for the weights in models/lipsync.pt
 FACE_LOST_WARN = 0.10  # share of picture frames without a face that earns a warning
 FACE_GAP_WARN_S = 1.0  # a single stretch without a face this long earns a warning
 LOW_CONFIDENCE = 0.35  # overall confidence under this earns a warning
@@ -59,7 +60,7 @@ class AlignConfig:
     max_shift: float = 1.5  # s: how far the dub's start may move against the picture's start
     min_stretch: float = 2 / 3  # slowest local rate (picture time per dub time) the map may use
     max_stretch: float = 1.5  # fastest local rate the map may use
-    model: str = "auto"  # "auto" (trained if shipped, else interim), "trained", "interim"
+    model: str = "shipped"  # the lip model: "shipped" (models/lipsync.pt) or a checkpoint path
     renderer: str = "auto"  # "auto", "rubberband" or "vocoder"
     workers: int = 0  # processes tracking lips at once; 0: one per core for long pictures, else 1
 
@@ -70,8 +71,11 @@ class AlignConfig:
             raise ParameterError(f"--max-shift must be between 0 and 30 seconds, not {self.max_shift}")
         if not 0.0 < self.min_stretch < 1.0 < self.max_stretch:
             raise ParameterError("stretch limits must satisfy 0 < min_stretch < 1 < max_stretch")
-        if self.model not in ("auto", "trained", "interim"):
-            raise ParameterError(f"model must be 'auto', 'trained' or 'interim', not {self.model!r}")
+        if self.model != SHIPPED_MODEL and not Path(self.model).is_file():
+            raise ParameterError(
+                f"--model: no checkpoint at {self.model}; give a file written by scripts/train.py "
+                f"(with its .sha256 beside it) or leave --model out for the shipped model"
+            )
         if self.workers < 0:
             raise ParameterError(f"workers must be 0 (automatic) or more, not {self.workers}")
         if self.renderer not in ("auto", "rubberband", "vocoder"):
@@ -182,19 +186,11 @@ def _noop(stage: str, value: object) -> None:
 
 
 @functools.lru_cache(maxsize=4)
-def load_lip_model(name: str = "auto"):
-    """The lip model for ``name`` (loaded once per process)."""
-    if name in ("auto", "trained"):
-        from .model import load_model  # imports torch: only when the trained model is wanted
+def load_lip_model(name: str = SHIPPED_MODEL):
+    """The lip model ``name`` (AlignConfig.model), loaded once per process."""
+    from .model import load_model  # imports torch, which is slow: only once a model is wanted
 
-        try:
-            return load_model()
-        except Exception:  # no usable weights: "auto" falls back to the interim features
-            if name == "trained":
-                raise
-    from .interim import InterimLipModel
-
-    return InterimLipModel()
+    return load_model(None if name == SHIPPED_MODEL else name)
 
 
 def analyze_picture(

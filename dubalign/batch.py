@@ -809,7 +809,7 @@ def _init_worker(cfg: Any) -> None:
     try:  # load models once per worker, not once per cue, when the aligner offers it
         from . import align as _align
 
-        _align.load_lip_model(cfg.model if cfg is not None else "auto")
+        _align.load_lip_model(cfg.model if cfg is not None else _align.SHIPPED_MODEL)
     except Exception:  # a failed warm-up resurfaces as a per-cue error
         pass
 

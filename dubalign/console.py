@@ -40,8 +40,8 @@ def alignment_options(command):
                      help="Use the picture's own audio as a guide when it has a track ('off': lips only)."),
         click.option("--max-shift", type=float, default=1.5, show_default=True,
                      help="Seconds the dub's start may move against the picture's start."),
-        click.option("--model", type=click.Choice(["auto", "trained", "interim"]), default="auto",
-                     show_default=True, help="Lip model: the shipped trained encoder or the interim features."),
+        click.option("--model", default="shipped", show_default=True, metavar="shipped|PATH",
+                     help="Lip model: the shipped encoder, or a checkpoint written by scripts/train.py."),
         click.option("--renderer", type=click.Choice(["auto", "rubberband", "vocoder"]), default="auto",
                      show_default=True, help="Time-stretcher used to render the dub through the time map."),
     ]):

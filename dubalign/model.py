@@ -422,7 +422,7 @@ def load_model(path: str | os.PathLike | None = None) -> LipSyncModel:
         encoder = SyncEncoder(cfg)
         encoder.load_state_dict(ckpt["state_dict"])
     except Exception as e:  # unpickling / key / shape errors all mean "not our checkpoint"
-        raise MediaError(
-            f"cannot load the lip-sync model {p.name} ({type(e).__name__}: {e}); reinstall dubalign"
-        ) from None
+        why = (str(e).strip().splitlines() or [""])[0][:120]  # torch's messages run to paragraphs
+        fix = "reinstall dubalign" if path is None else "give a checkpoint written by scripts/train.py"
+        raise MediaError(f"cannot load the lip-sync model {p.name} ({type(e).__name__}: {why}); {fix}") from None
     return LipSyncModel(encoder)

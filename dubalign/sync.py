@@ -7,7 +7,7 @@ per row (``col_start[i] .. col_start[i] + width - 1``), so memory stays linear i
 
 Two sources of cost, each z-scored per row inside the band so that they mix on one scale:
 - lips: the distance between the lip embedding of the picture frame and the audio embedding of the
-  dub frame (the dual encoder, or the interim hand-made features);
+  dub frame (the dual encoder);
 - guide: the distance between the dub's and the picture audio's normalised log-mel frames, when the
   picture has an audio track, weighted by how trustworthy that track looks.
 """

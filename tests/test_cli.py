@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -60,7 +61,7 @@ def test_align_writes_output_and_report(tmp_path, dub_path):
 
     # a second run must be told it may replace them
     again = run(grid_clip(), dub_path, "-o", out, "--report", report, "--overwrite", "--quiet",
-                "--guide", "off", "--model", "interim")
+                "--guide", "off")
     assert again.exit_code == 0, again.output
     assert again.stderr == ""
 
@@ -72,6 +73,13 @@ def _text(path: Path) -> Path:
 
 def _silent(path: Path) -> Path:
     sf.write(str(path), np.zeros((DUB_SR, 2), np.float32), DUB_SR, subtype="PCM_24")
+    return path
+
+
+def _not_a_model(path: Path) -> Path:
+    """A file with a matching checksum beside it that is no checkpoint."""
+    path.write_bytes(b"not a checkpoint")
+    Path(f"{path}.sha256").write_text(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.name}\n")
     return path
 
 
@@ -91,6 +99,8 @@ ERRORS = {
     "output-is-input": ("@grid", "@dub", ["-o", "@dub", "--overwrite"], "overwrite an input"),
     "output-folder-missing": ("@grid", "@dub", ["-o", "@tmp/missing/out.wav"], "does not exist"),
     "bad-max-shift": ("@grid", "@dub", ["--max-shift", "-2"], "max-shift"),
+    "missing-model": ("@grid", "@dub", ["--model", "@tmp/nope.pt"], "no checkpoint"),
+    "not-a-model": ("@grid", "@dub", ["--model", lambda d: _not_a_model(d / "m.pt")], "cannot load the lip-sync model"),
 }
 
 
