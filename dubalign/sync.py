@@ -61,8 +61,8 @@ class SyncMatrix:
 class SyncFeatures:
     """Per-frame vectors on both axes, from which any band of the cost matrix is computed.
 
-    lip_dub : [shape=(n_dub, E)] audio embeddings of the dub
-    lip_pic : [shape=(n_pic, E)] lip embeddings of the picture on the column grid
+    lip_dub : [shape=(n_dub, E)] unit audio embeddings of the dub
+    lip_pic : [shape=(n_pic, E)] unit lip embeddings of the picture on the column grid
     lip_valid : [shape=(n_pic,)] bool, columns whose frame shows the face
     lip_temperature : softmax temperature of the lip distances (higher: weaker evidence)
     dub_activity : [shape=(n_dub,)] speech activity of the dub in [0, 1]
@@ -78,7 +78,6 @@ class SyncFeatures:
     lip_dub: np.ndarray
     lip_pic: np.ndarray
     lip_valid: np.ndarray
-    metric: str
     lip_temperature: float
     dub_activity: np.ndarray
     dub_pause: np.ndarray
@@ -112,12 +111,9 @@ class SyncFeatures:
         def unit(x):
             return None if x is None else x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-8)
 
-        lip_dub, lip_pic = pool(self.lip_dub), pool(self.lip_pic)
-        if self.metric == "cosine":
-            lip_dub, lip_pic = unit(lip_dub), unit(lip_pic)
         return SyncFeatures(
-            lip_dub=lip_dub, lip_pic=lip_pic, lip_valid=pool(self.lip_valid.astype(float)) > 0.5,
-            metric=self.metric, lip_temperature=self.lip_temperature,
+            lip_dub=unit(pool(self.lip_dub)), lip_pic=unit(pool(self.lip_pic)),
+            lip_valid=pool(self.lip_valid.astype(float)) > 0.5, lip_temperature=self.lip_temperature,
             dub_activity=pool(self.dub_activity), dub_pause=pool(self.dub_pause.astype(float)) > 0,
             pic_activity=pool(self.pic_activity),
             guide_dub=unit(pool(self.guide_dub)), guide_pic=unit(pool(self.guide_pic)),
@@ -131,7 +127,7 @@ class SyncFeatures:
         row's picture frames), and the two are added: evidence from independent sources combines,
         and a row where one source is unsure (flat) leaves the decision to the other.
         """
-        lip = banded_distance(self.lip_dub, self.lip_pic, col_start, width, metric=self.metric)
+        lip = banded_distance(self.lip_dub, self.lip_pic, col_start, width)
         idx = np.clip(col_start[:, None] + np.arange(width), 0, self.n_pic - 1)
         fused = row_neg_log_softmax(lip, self.lip_temperature, valid=self.lip_valid[idx])
         # a pause in the dub says nothing about which mouth shape it meets: neutral lip cost...
@@ -144,7 +140,7 @@ class SyncFeatures:
         # ...but speech belongs where the mouth moves, and pauses where it rests
         fused += ACTIVITY_WEIGHT * np.abs(self.dub_activity[:, None] - self.pic_activity[idx])
         if self.guide_dub is not None and self.guide_weight > 0:
-            guide = banded_distance(self.guide_dub, self.guide_pic, col_start, width, metric="cosine")
+            guide = banded_distance(self.guide_dub, self.guide_pic, col_start, width)
             fused += self.guide_weight * row_neg_log_softmax(guide, GUIDE_TEMPERATURE)
         costs = np.where(np.isfinite(lip), fused, np.inf).astype(np.float32)
         return SyncMatrix(costs=costs, col_start=col_start)
@@ -168,12 +164,11 @@ def frame_validity(track: LipTrack, grid: np.ndarray) -> np.ndarray:
 
 
 def banded_distance(
-    rows: np.ndarray, cols: np.ndarray, col_start: np.ndarray, width: int, *, metric: str
+    rows: np.ndarray, cols: np.ndarray, col_start: np.ndarray, width: int
 ) -> np.ndarray:
-    """Distances between row vectors and a band of column vectors.
+    """Cosine distances (1 - dot product) between unit row vectors and a band of unit column vectors.
 
-    rows : [shape=(n_dub, dim)], cols : [shape=(n_pic, dim)]; metric "cosine" (1 - dot product of
-    unit vectors) or "sqeuclidean" (mean squared difference). Cells past the last column are inf.
+    rows : [shape=(n_dub, dim)], cols : [shape=(n_pic, dim)]. Cells past the last column are inf.
     Returns [shape=(n_dub, width)] float32.
     """
     n_pic = len(cols)
@@ -184,11 +179,7 @@ def banded_distance(
         hi = min(lo + chunk, len(rows))
         idx = col_start[lo:hi, None] + offsets
         band = cols[np.clip(idx, 0, n_pic - 1)]  # (rows, width, dim)
-        r = rows[lo:hi, None, :]
-        if metric == "cosine":
-            d = 1.0 - np.sum(band * r, axis=-1)
-        else:
-            d = np.mean((band - r) ** 2, axis=-1)
+        d = 1.0 - np.sum(band * rows[lo:hi, None, :], axis=-1)
         d[(idx < 0) | (idx >= n_pic)] = np.inf
         out[lo:hi] = d
     return out
@@ -258,15 +249,11 @@ def sync_features(
     grid = picture_grid(duration, pad)
     video = model.embed_video(track, times=grid).astype(np.float32)
     audio = model.embed_audio(dub_mel).astype(np.float32)
-    metric = getattr(model, "metric", "cosine")  # the trained encoder's unit embeddings: cosine
-    if metric == "cosine":
-        video /= np.linalg.norm(video, axis=1, keepdims=True) + 1e-8
     guide_dub = guide_pic = None
     if picture_y16 is not None:
         guide_dub, guide_pic = guide_vectors(dub_mel, picture_y16, grid)
     return SyncFeatures(
-        lip_dub=audio, lip_pic=video, lip_valid=frame_validity(track, grid), metric=metric,
-        lip_temperature=getattr(model, "temperature", LIP_TEMPERATURE),
+        lip_dub=audio, lip_pic=video, lip_valid=frame_validity(track, grid), lip_temperature=LIP_TEMPERATURE,
         dub_activity=np.clip(dub_speech, 0.0, 1.0).astype(np.float32), dub_pause=dub_pause.astype(bool),
         pic_activity=np.interp(grid, track.times, mouth_activity(track), left=0.0, right=0.0).astype(np.float32),
         guide_dub=guide_dub, guide_pic=guide_pic, guide_weight=1.0 if guide_dub is not None else 0.0, pad=pad,

@@ -34,10 +34,8 @@ def make_track(times: np.ndarray, present: np.ndarray) -> LipTrack:
     )
 
 
-def dense_distance(rows: np.ndarray, cols: np.ndarray, metric: str) -> np.ndarray:
-    if metric == "cosine":
-        return 1.0 - rows @ cols.T
-    return ((rows[:, None, :] - cols[None, :, :]) ** 2).mean(axis=-1)
+def dense_distance(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    return 1.0 - rows @ cols.T
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -63,17 +61,14 @@ def test_frame_validity():
     assert not valid[grid < -0.021].any() and not valid[grid > 0.381].any()
 
 
-@pytest.mark.parametrize("metric", ["cosine", "sqeuclidean"])
-def test_banded_distance_matches_dense(rng, metric, monkeypatch):
+def test_banded_distance_matches_dense(rng, monkeypatch):
     n_dub, n_pic, dim, width = 300, 120, 8, 25
     monkeypatch.setattr(sync_module, "GATHER_FLOATS", 64 * width * dim)  # 64 rows a chunk: 5 chunks
-    rows = rng.standard_normal((n_dub, dim))
-    cols = rng.standard_normal((n_pic, dim))
-    if metric == "cosine":
-        rows, cols = unit(rows), unit(cols)
+    rows = unit(rng.standard_normal((n_dub, dim)))
+    cols = unit(rng.standard_normal((n_pic, dim)))
     col_start = rng.integers(-10, n_pic - 5, size=n_dub)
-    band = banded_distance(rows, cols, col_start, width, metric=metric)
-    dense = dense_distance(rows, cols, metric)
+    band = banded_distance(rows, cols, col_start, width)
+    dense = dense_distance(rows, cols)
     assert band.shape == (n_dub, width) and band.dtype == np.float32
     for i in range(n_dub):
         for k in range(width):
@@ -103,14 +98,12 @@ def test_row_neg_log_softmax_by_hand():
     assert np.ptp(row_neg_log_softmax(costs[:1, :3], 0.1)) > np.ptp(row_neg_log_softmax(costs[:1, :3], 1.0))
 
 
-def random_features(rng, n_dub=103, n_pic=157, metric="cosine", guide=True) -> SyncFeatures:
-    lip_dub, lip_pic = rng.standard_normal((n_dub, 6)), rng.standard_normal((n_pic, 6))
-    if metric == "cosine":
-        lip_dub, lip_pic = unit(lip_dub), unit(lip_pic)
+def random_features(rng, n_dub=103, n_pic=157, guide=True) -> SyncFeatures:
+    lip_dub, lip_pic = unit(rng.standard_normal((n_dub, 6))), unit(rng.standard_normal((n_pic, 6)))
     valid = np.ones(n_pic, bool)
     valid[40:60] = False
     return SyncFeatures(
-        lip_dub=lip_dub, lip_pic=lip_pic, lip_valid=valid, metric=metric, lip_temperature=0.2,
+        lip_dub=lip_dub, lip_pic=lip_pic, lip_valid=valid, lip_temperature=0.2,
         dub_activity=np.zeros(n_dub, np.float32), dub_pause=np.zeros(n_dub, bool),
         pic_activity=np.zeros(n_pic, np.float32),
         guide_dub=unit(rng.standard_normal((n_dub, 5))) if guide else None,
@@ -119,10 +112,9 @@ def random_features(rng, n_dub=103, n_pic=157, metric="cosine", guide=True) -> S
     )
 
 
-@pytest.mark.parametrize("metric", ["cosine", "sqeuclidean"])
 @pytest.mark.parametrize("guide", [True, False])
-def test_pooled_shapes(rng, metric, guide):
-    f = random_features(rng, metric=metric, guide=guide)
+def test_pooled_shapes(rng, guide):
+    f = random_features(rng, guide=guide)
     assert f.pooled(1) is f
     p = f.pooled(4)
     assert (p.n_dub, p.n_pic) == (26, 40)  # ceil(103 / 4), ceil(157 / 4)
@@ -130,9 +122,8 @@ def test_pooled_shapes(rng, metric, guide):
     assert p.lip_valid.shape == (40,) and p.lip_valid.dtype == bool
     assert not p.lip_valid[10:15].any() and p.lip_valid[:10].all()  # frames 40..59 had no face
     assert p.factor == 4 and p.pooled(2).factor == 8
-    assert (p.metric, p.pad, p.guide_weight) == (f.metric, f.pad, f.guide_weight)
-    if metric == "cosine":
-        np.testing.assert_allclose(np.linalg.norm(p.lip_dub, axis=1), 1.0, atol=1e-6)
+    assert (p.lip_temperature, p.pad, p.guide_weight) == (f.lip_temperature, f.pad, f.guide_weight)
+    np.testing.assert_allclose(np.linalg.norm(p.lip_dub, axis=1), 1.0, atol=1e-6)
     if guide:
         assert p.guide_dub.shape == (26, 5) and p.guide_pic.shape == (40, 5)
         np.testing.assert_allclose(np.linalg.norm(p.guide_pic, axis=1), 1.0, atol=1e-6)
@@ -140,8 +131,7 @@ def test_pooled_shapes(rng, metric, guide):
         assert p.guide_dub is None and p.guide_pic is None
     # the mean of the first 4 picture rows, before normalisation, points the same way
     first = f.lip_pic[:4].mean(axis=0)
-    if metric == "cosine":
-        first = first / np.linalg.norm(first)
+    first = first / np.linalg.norm(first)
     np.testing.assert_allclose(p.lip_pic[0], first, atol=1e-6)
 
 
@@ -164,7 +154,7 @@ def test_band_without_guide_is_the_lip_log_softmax(rng):
     f = random_features(rng, guide=False)
     col_start = np.full(f.n_dub, 20, np.int64)
     m = f.band(col_start, 30)
-    lip = dense_distance(f.lip_dub, f.lip_pic, "cosine")[:, 20:50]
+    lip = dense_distance(f.lip_dub, f.lip_pic)[:, 20:50]
     valid = f.lip_valid[20:50][None, :].repeat(f.n_dub, 0)
     np.testing.assert_allclose(m.costs, row_neg_log_softmax(lip, 0.2, valid=valid), rtol=1e-5)
     # columns 40..49 (band 20..29): no face, the row's mean
@@ -176,8 +166,8 @@ def test_band_with_guide_adds_the_weighted_guide_term(rng):
     f = random_features(rng, guide=True)
     col_start = np.full(f.n_dub, 20, np.int64)
     m = f.band(col_start, 30)
-    lip = dense_distance(f.lip_dub, f.lip_pic, "cosine")[:, 20:50]
-    guide = dense_distance(f.guide_dub, f.guide_pic, "cosine")[:, 20:50]
+    lip = dense_distance(f.lip_dub, f.lip_pic)[:, 20:50]
+    guide = dense_distance(f.guide_dub, f.guide_pic)[:, 20:50]
     valid = f.lip_valid[20:50][None, :].repeat(f.n_dub, 0)
     expected = row_neg_log_softmax(lip, 0.2, valid=valid) + 0.5 * row_neg_log_softmax(guide, GUIDE_TEMPERATURE)
     np.testing.assert_allclose(m.costs, expected, rtol=1e-4)
