@@ -50,6 +50,11 @@ MAX_LIP_WORKERS = 4  # at most this many lip-tracking processes
 PROGRESS_POLL_S = 0.25  # s between progress updates while workers track lips
 LONG_LINE_S = 20.0  # s: longer dubs are solved in a corridor of +-2 --max-shift, coarse-to-fine
 EXTREME_STRETCH_MARGIN = 0.03  # stretch within this of a limit counts as 'at the limit'
+# The fading tails of words (speech activity under TAIL_ACTIVITY, outside pauses) may be squeezed
+# to TAIL_MIN_STRETCH: a re-performance's new gaps between words must close up, and the tails in
+# them read as speech.
+TAIL_ACTIVITY = 0.85
+TAIL_MIN_STRETCH = 0.5
 
 
 @dataclass(frozen=True)
@@ -378,7 +383,8 @@ def align_dub(
     hook("sync_features", features)
 
     t0 = time.perf_counter()
-    solve = functools.partial(_solve_map, config=config, speech=speech, pauses=pauses)
+    tails = word_tails(speech, pauses)
+    solve = functools.partial(_solve_map, config=config, speech=speech, pauses=pauses, tails=tails)
     path, timemap = solve(features)
     if features.guide_dub is not None:
         # with the dub placed, how well does the picture's audio follow it? If hardly at all, that
@@ -404,7 +410,7 @@ def align_dub(
     hook("render", rendered)
 
     confidence, overall = _confidence(features, path, speech)
-    stretch = speech_stretch(timemap, pauses)
+    stretch = speech_stretch(timemap, pauses | tails)  # word bodies: tails may squeeze further
     result = AlignmentResult(
         audio=rendered.audio, sr=dub.sr, subtype=dub.subtype, timemap=timemap,
         confidence=confidence, overall_confidence=overall, model=model.name, renderer=rendered.method,
@@ -443,7 +449,17 @@ def align(
     return result
 
 
-def _solve(features: SyncFeatures, config: AlignConfig, pauses: np.ndarray) -> WarpPath:
+def word_tails(speech: np.ndarray, pauses: np.ndarray) -> np.ndarray:
+    """Dub rows in the fading tails of words: some speech activity, but under TAIL_ACTIVITY.
+
+    speech : [shape=(n_dub,)] speech activity per PATH_RATE row; pauses : [shape=(n_dub,)] bool.
+    """
+    return (speech < TAIL_ACTIVITY) & ~pauses
+
+
+def _solve(
+    features: SyncFeatures, config: AlignConfig, pauses: np.ndarray, tails: np.ndarray
+) -> WarpPath:
     """The constrained DTW path through the sync matrix, coarse-to-fine when the line is long."""
     pad_cols = int(round(config.max_shift * PATH_RATE))
     corridor = None
@@ -460,17 +476,20 @@ def _solve(features: SyncFeatures, config: AlignConfig, pauses: np.ndarray) -> W
     return solve_coarse_to_fine(
         cost_fn, features.n_dub, features.n_pic, start_cols=(0, 2 * pad_cols), corridor=corridor,
         min_slope=config.min_stretch, max_slope=config.max_stretch, pause_rows=pauses,
+        soft_rows=tails, soft_min_slope=min(TAIL_MIN_STRETCH, config.min_stretch),
     )
 
 
 def _solve_map(
-    features: SyncFeatures, *, config: AlignConfig, speech: np.ndarray, pauses: np.ndarray
+    features: SyncFeatures, *, config: AlignConfig, speech: np.ndarray, pauses: np.ndarray,
+    tails: np.ndarray,
 ) -> tuple[WarpPath, TimeMap]:
     """The path through the fused costs and the smooth time map made from it."""
-    path = _solve(features, config, pauses)
+    path = _solve(features, config, pauses, tails)
     timemap = path_to_timemap(
         path, rate=PATH_RATE, pic_origin=-config.max_shift, min_stretch=config.min_stretch,
         max_stretch=config.max_stretch, dub_speech=speech, pause_rows=pauses,
+        soft_rows=tails, soft_min_stretch=min(TAIL_MIN_STRETCH, config.min_stretch),
     )
     return path, timemap
 

@@ -196,8 +196,12 @@ def _forward(
     pause,
     pause_penalty,
     pause_weight,
+    soft,
+    soft_only,
 ):
     """Accumulated cost of the last row and the int8 backpointers.
+
+    A step with ``soft_only[s]`` may only cover rows marked ``soft``.
 
     A backpointer is the pattern step index + 1, ``n_steps + 1`` for a ``(1, 0)`` pause move,
     ``n_steps + 2`` for a ``(0, 1)`` pause move, 0 where there is no predecessor.
@@ -231,6 +235,12 @@ def _forward(
                 i0 = i - a
                 if i0 < 0:
                     continue
+                if soft_only[s]:
+                    ok = True
+                    for k in range(a):
+                        ok = ok and soft[i0 + k + 1]
+                    if not ok:
+                        continue
                 j0 = j - cols[s]
                 t0 = j0 - col_start[i0]
                 if t0 < 0 or t0 >= w:
@@ -444,6 +454,20 @@ def _check_pauses(pause_rows, n: int, pause_penalty: float, pause_weight: float)
     return np.ascontiguousarray(pause)
 
 
+def _check_soft(soft_rows, n: int, min_slope: float, soft_min_slope) -> tuple[np.ndarray, float]:
+    """The soft-row mask (all False when None) and the lowest slope any step may take."""
+    if soft_rows is None:
+        return np.zeros(n, dtype=np.bool_), float(min_slope)
+    soft = np.asarray(soft_rows)
+    if soft.shape != (n,) or soft.dtype != np.bool_:
+        raise ParameterError(f"soft_rows must be a bool array of shape ({n},), got {soft.dtype} {soft.shape}")
+    if soft_min_slope is None or not 0 < soft_min_slope <= min_slope:
+        raise ParameterError(
+            f"soft_rows needs 0 < soft_min_slope <= min_slope ({min_slope}), got {soft_min_slope}"
+        )
+    return np.ascontiguousarray(soft), float(soft_min_slope)
+
+
 def _unreachable(what: str) -> AlignmentError:
     return AlignmentError(f"no path satisfies the constraints: {what}; {_STRETCH_HINT}")
 
@@ -461,6 +485,8 @@ def solve_path(
     pause_rows: np.ndarray | None = None,
     pause_penalty: float = DEFAULT_PAUSE_PENALTY,
     pause_weight: float = DEFAULT_PAUSE_WEIGHT,
+    soft_rows: np.ndarray | None = None,
+    soft_min_slope: float | None = None,
 ) -> WarpPath:
     """Cheapest slope-limited path through a banded cost matrix (numba).
 
@@ -488,6 +514,12 @@ def solve_path(
         Extra cost of every pause move.
     pause_weight : float
         Share, in ``[0, 1]``, of a cell's positive cost charged for a ``(0, 1)`` move.
+    soft_rows : np.ndarray [shape=(n_dub,)] bool or None
+        Dub rows that may be squeezed down to ``soft_min_slope`` (the fading tails of words):
+        the steps with a slope under ``min_slope`` are allowed only when every row they cover
+        is soft. None: none.
+    soft_min_slope : float or None
+        ``0 < soft_min_slope <= min_slope``; required with ``soft_rows``.
 
     Returns
     -------
@@ -503,10 +535,12 @@ def solve_path(
     """
     costs, col_start = _check_band(costs, col_start)
     start_lo, start_hi = _check_range("start_cols", start_cols)
-    pattern = step_pattern(
-        min_slope=min_slope, max_slope=max_slope, max_step=max_step, jump_penalty=jump_penalty
-    )
     n, w = costs.shape
+    soft, lowest = _check_soft(soft_rows, n, min_slope, soft_min_slope)
+    pattern = step_pattern(
+        min_slope=lowest, max_slope=max_slope, max_step=max_step, jump_penalty=jump_penalty
+    )
+    soft_only = pattern.cols / pattern.rows < min_slope - _SLOPE_TOL
     pause = _check_pauses(pause_rows, n, pause_penalty, pause_weight)
     final, back = _forward(
         costs,
@@ -521,6 +555,8 @@ def solve_path(
         pause,
         float(pause_penalty),
         float(pause_weight),
+        soft,
+        soft_only,
     )
     end_col = _pick_end(
         final, col_start[-1] + np.arange(w), end_cols, costs[0], col_start[0], (start_lo, start_hi)
@@ -837,6 +873,8 @@ def solve_coarse_to_fine(
     pause_penalty: float = DEFAULT_PAUSE_PENALTY,
     pause_weight: float = DEFAULT_PAUSE_WEIGHT,
     max_pause_stretch: float = DEFAULT_MAX_PAUSE_STRETCH,
+    soft_rows: np.ndarray | None = None,
+    soft_min_slope: float | None = None,
 ) -> WarpPath:
     """Solve directly in the dense band when it is small, else coarse first, then refine.
 
@@ -858,6 +896,9 @@ def solve_coarse_to_fine(
         As in :func:`dense_band`: the range of ``column - row`` offsets searched.
     max_pause_stretch : float
         As in :func:`dense_band`.
+    soft_rows, soft_min_slope
+        As in :func:`solve_path`, on the fine grid; a pooled row is soft when any of the fine
+        rows it pools is (the fine pass enforces the exact mask).
     factor : int
         Pooling factor of the coarse pass.
     radius : int
@@ -880,13 +921,17 @@ def solve_coarse_to_fine(
     )
     if pause_rows is not None:
         pause_rows = _check_pauses(pause_rows, n_dub, pause_penalty, pause_weight)
+    band_min_slope = min_slope
+    if soft_rows is not None:
+        soft_rows, band_min_slope = _check_soft(soft_rows, n_dub, min_slope, soft_min_slope)
+        options["soft_min_slope"] = soft_min_slope
     col_start, width = dense_band(
         n_dub,
         n_pic,
         start_cols=start_cols,
         end_cols=end_cols,
         corridor=corridor,
-        min_slope=min_slope,
+        min_slope=band_min_slope,
         max_slope=max_slope,
         pause_rows=pause_rows,
         max_pause_stretch=max_pause_stretch,
@@ -899,6 +944,7 @@ def solve_coarse_to_fine(
             start_cols=start_cols,
             end_cols=end_cols,
             pause_rows=pause_rows,
+            soft_rows=soft_rows,
             **options,
         )
 
@@ -919,13 +965,18 @@ def solve_coarse_to_fine(
         padded = np.zeros(n_dub_c * factor, dtype=np.bool_)
         padded[:n_dub] = pause_rows
         pause_c = padded.reshape(n_dub_c, factor).any(axis=1)
+    soft_c = None
+    if soft_rows is not None:
+        padded = np.zeros(n_dub_c * factor, dtype=np.bool_)
+        padded[:n_dub] = soft_rows
+        soft_c = padded.reshape(n_dub_c, factor).any(axis=1)
     col_start_c, width_c = dense_band(
         n_dub_c,
         n_pic_c,
         start_cols=start_c,
         end_cols=end_c,
         corridor=corridor_c,
-        min_slope=min_slope,
+        min_slope=band_min_slope,
         max_slope=max_slope,
         pause_rows=pause_c,
         max_pause_stretch=max_pause_stretch,
@@ -936,10 +987,12 @@ def solve_coarse_to_fine(
         start_cols=start_c,
         end_cols=end_c,
         pause_rows=pause_c,
+        soft_rows=soft_c,
         **options,
     )
     col_start, width = band_around(coarse, n_dub, n_pic, radius=radius, factor=factor)
     costs = cost_fn(col_start, width, 1)
     return solve_path(
-        costs, col_start, start_cols=start_cols, end_cols=end_cols, pause_rows=pause_rows, **options
+        costs, col_start, start_cols=start_cols, end_cols=end_cols, pause_rows=pause_rows,
+        soft_rows=soft_rows, **options,
     )

@@ -118,6 +118,8 @@ def path_to_timemap(
     pause_rows: np.ndarray | None = None,
     pause_min_stretch: float = DEFAULT_PAUSE_MIN_STRETCH,
     pause_max_stretch: float = DEFAULT_MAX_PAUSE_STRETCH,
+    soft_rows: np.ndarray | None = None,
+    soft_min_stretch: float | None = None,
 ) -> TimeMap:
     """Smooth, strictly monotone time map that follows a solver path.
 
@@ -156,6 +158,12 @@ def path_to_timemap(
     pause_min_stretch, pause_max_stretch : float
         Limits on the slope of segments touching a pause row;
         ``0 < pause_min_stretch <= min_stretch`` and ``pause_max_stretch >= max_stretch``.
+    soft_rows : np.ndarray [shape=(n_dub,)] bool or None
+        Rows that may be squeezed further (the mask given to :func:`~dubalign.path.solve_path`):
+        segments touching one, and no pause row, are clipped to ``[soft_min_stretch,
+        max_stretch]``.
+    soft_min_stretch : float or None
+        ``pause_min_stretch <= soft_min_stretch <= min_stretch``; required with ``soft_rows``.
 
     Returns
     -------
@@ -199,6 +207,7 @@ def path_to_timemap(
             lam = lam * speech_stiffness ** (2 * np.clip(p, 0, 1) - 1)
         lo = np.full(n - 1, float(min_stretch))
         hi = np.full(n - 1, float(max_stretch))
+        touches = np.zeros(n - 1, dtype=bool)  # segments touching a pause row
         if pause_rows is not None:
             pause = np.asarray(pause_rows)
             if pause.shape != (n,) or pause.dtype != np.bool_:
@@ -214,6 +223,18 @@ def path_to_timemap(
             touches = pause[:-1] | pause[1:]
             lo[touches] = pause_min_stretch
             hi[touches] = pause_max_stretch
+        if soft_rows is not None:
+            soft = np.asarray(soft_rows)
+            if soft.shape != (n,) or soft.dtype != np.bool_:
+                raise ParameterError(
+                    f"soft_rows must be a bool array of shape ({n},), got {soft.dtype} {soft.shape}"
+                )
+            if soft_min_stretch is None or not pause_min_stretch <= soft_min_stretch <= min_stretch:
+                raise ParameterError(
+                    f"soft_rows needs pause_min_stretch <= soft_min_stretch <= min_stretch, "
+                    f"got {soft_min_stretch}"
+                )
+            lo = np.where((soft[:-1] | soft[1:]) & ~touches, soft_min_stretch, lo)
         x = _whittaker(y, lam)
         slopes = np.clip(np.diff(x), lo, hi)
         if pause_rows is not None:

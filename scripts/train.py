@@ -72,12 +72,19 @@ class Clip:
         self.ok = self.n >= 8 and self.present[: self.n].mean() > 0.5
 
 
-def load_clips(feats: Path, want_crops: bool, limit: int | None) -> dict[str, list[Clip]]:
+def load_clips(feats: Path, want_crops: bool, limit: int | None, *, fraction: float = 1.0,
+               seed: int = 0) -> dict[str, list[Clip]]:
+    """Every training clip under ``feats``, by source; ``fraction`` keeps a seeded random share of
+    each source's clips (for learning curves)."""
     sources = {}
+    rng = np.random.default_rng(seed)
     for src in sorted(p for p in feats.iterdir() if p.is_dir()):
         if src.name in EVAL_ONLY:
             continue
         files = sorted(src.glob("*.npz"))[:limit]
+        if fraction < 1.0:
+            keep = rng.permutation(len(files))[: max(1, round(fraction * len(files)))]
+            files = [files[i] for i in sorted(keep)]
         clips = [c for c in (Clip(f, want_crops) for f in files) if c.ok]
         if clips:
             sources[src.name] = clips
@@ -229,7 +236,11 @@ def main() -> None:
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
     ap.add_argument("--limit", type=int, default=None, help="at most this many clips per source")
     ap.add_argument("--init", type=Path, default=None, help="start from this checkpoint's weights")
+    ap.add_argument("--fraction", type=float, default=1.0,
+                    help="train on this share of each source's clips (a learning curve)")
     args = ap.parse_args()
+    if not 0.0 < args.fraction <= 1.0:
+        ap.error("--fraction must be in (0, 1]")
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -242,7 +253,8 @@ def main() -> None:
     cfg = EncoderConfig(design=args.design, name=f"lipsync-{args.design}")
     want_crops = args.design in ("crops", "both")
     t_load = time.time()
-    sources = load_clips(args.feats, want_crops, args.limit)
+    sources = load_clips(args.feats, want_crops, args.limit, fraction=args.fraction,
+                         seed=args.seed)
     summary = {s: (len(c), round(sum(x.n for x in c) / 25 / 60, 1)) for s, c in sources.items()}
     print(f"data (clips, minutes): {summary}, loaded in {time.time() - t_load:.0f} s", flush=True)
 

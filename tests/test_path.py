@@ -523,3 +523,69 @@ def test_bad_pause_options_raise():
         solve_path(costs, col_start, start_cols=(0, 0), pause_penalty=-1.0)
     with pytest.raises(ParameterError):
         dense_band(4, 4, start_cols=(0, 0), pause_rows=np.ones(4, dtype=bool), max_pause_stretch=1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# soft rows (word tails): squeezed below min_slope, nowhere else
+
+
+def _planted_tail(rng):
+    """Slope 1, then rows 50..89 at slope 1/2 (a word tail squeezed to half), then slope 1."""
+    i = np.arange(140)
+    truth = np.select([i < 50, i < 90], [10 + i, 60 + (i - 50) // 2], 80 + (i - 90))
+    costs = rng.uniform(0.5, 1.0, size=(140, 160))
+    costs[i, truth] = 0.0
+    soft = (i >= 50) & (i < 90)
+    return costs.astype(np.float32), soft, truth
+
+
+def test_planted_tail_is_squeezed_only_in_soft_rows(rng):
+    costs, soft, truth = _planted_tail(rng)
+    col_start = np.zeros(140, dtype=np.int64)
+    path = solve_path(costs, col_start, start_cols=(10, 10), soft_rows=soft, soft_min_slope=0.5)
+    assert np.abs(_row_mean(path) - truth).max() <= 1.0
+    # the 1/2 steps stay inside the soft rows: outside them every run keeps slope >= 2/3
+    slopes = np.diff(_row_mean(path))
+    assert slopes[:45].min() >= 2 / 3 - 1e-9 and slopes[95:].min() >= 2 / 3 - 1e-9
+    # without soft rows the tail cannot be squeezed: the words after it arrive late
+    plain = solve_path(costs, col_start, start_cols=(10, 10))
+    assert np.abs(_row_mean(plain) - truth).max() >= 4 and plain.cost > path.cost
+
+
+@pytest.mark.parametrize("soft_value", [False, True])
+def test_uniform_soft_rows_equal_plain_limits(rng, soft_value):
+    # all rows soft: the lower limit everywhere; no row soft: the usual limit everywhere
+    for _ in range(60):
+        costs, col_start, kwargs = _random_case(rng)
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("min_slope", "max_step")}
+        soft = np.full(costs.shape[0], soft_value)
+        try:
+            plain = solve_path(costs, col_start, min_slope=0.5 if soft_value else 2 / 3, **kwargs)
+        except AlignmentError:
+            with pytest.raises(AlignmentError):
+                solve_path(costs, col_start, soft_rows=soft, soft_min_slope=0.5, **kwargs)
+            continue
+        with_soft = solve_path(costs, col_start, soft_rows=soft, soft_min_slope=0.5, **kwargs)
+        assert _cells(with_soft) == _cells(plain)
+        assert with_soft.cost == plain.cost
+
+
+def test_coarse_to_fine_follows_a_planted_tail(rng):
+    costs, soft, truth = _planted_tail(rng)
+    cost_fn, calls = _pooling_cost_fn(costs)
+    path = solve_coarse_to_fine(
+        cost_fn, 140, 160, start_cols=(0, 20), factor=2, direct_max_cells=0,
+        soft_rows=soft, soft_min_slope=0.5,
+    )
+    assert calls == [2, 1]
+    assert np.abs(_row_mean(path) - truth).max() <= 1.0
+
+
+def test_bad_soft_options_raise():
+    costs, col_start = _full(np.zeros((4, 6)))
+    with pytest.raises(ParameterError, match="soft_rows must be a bool array"):
+        solve_path(costs, col_start, start_cols=(0, 0), soft_rows=np.ones(3, bool), soft_min_slope=0.5)
+    with pytest.raises(ParameterError, match="soft_min_slope"):
+        solve_path(costs, col_start, start_cols=(0, 0), soft_rows=np.ones(4, bool), soft_min_slope=0.9)
+    with pytest.raises(ParameterError, match="soft_min_slope"):
+        solve_path(costs, col_start, start_cols=(0, 0), soft_rows=np.ones(4, bool))

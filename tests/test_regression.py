@@ -24,6 +24,9 @@ SEED = 7
 # written. FLOORS ARE ONLY EVER RAISED: when the pipeline improves, raise them; never lower them
 # to make a change pass.
 FLOORS = {
+    # re-performance clean/noisy and warped mute raised 2026-11-25 05:00 (word tails may be
+    # squeezed to 0.5x), measured in-sync %: warped 86.3 clean, 83.6 noisy, 78.1 mute;
+    # re-performance 90.6, 42.5, 60.8.
     # mute raised 2026-11-25 02:50 (encoder round 4: weights averaged over three runs), measured
     # in-sync %: warped 87.7 clean, 83.6 noisy, 76.7 mute; re-performance 88.6, 35.5, 60.8.
     # raised 2026-11-25 01:00 (trained encoder, log-softmax fusion, pause-aware path), measured
@@ -31,9 +34,9 @@ FLOORS = {
     # First floors (00:00, interim model) were 82 / 76 / 28 and 22 / 2 / 8.
     ("warped", "clean"): 84.0,
     ("warped", "noisy"): 78.0,
-    ("warped", "mute"): 70.0,
-    ("reperformance", "clean"): 82.0,
-    ("reperformance", "noisy"): 28.0,
+    ("warped", "mute"): 72.0,
+    ("reperformance", "clean"): 84.0,
+    ("reperformance", "noisy"): 36.0,
     ("reperformance", "mute"): 54.0,
 }
 # The measurement itself: the dub rendered through the true map must score near the ceiling,

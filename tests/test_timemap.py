@@ -201,3 +201,38 @@ def test_pause_options_are_checked():
         path_to_timemap(path, pause_rows=pause, pause_min_stretch=0.0)
     with pytest.raises(ParameterError):
         path_to_timemap(path, pause_rows=pause, pause_max_stretch=1.2)
+
+
+# ---------------------------------------------------------------------------------------------
+# soft rows (word tails)
+
+
+def _squeezed_tail_path():
+    """Slope 1, then rows 100..139 squeezed to slope 1/2 (a word tail), then slope 1 again."""
+    rows = np.arange(240)
+    cols = np.where(rows < 100, rows, np.where(rows < 140, 100 + (rows - 100) // 2, rows - 20))
+    soft = (rows >= 100) & (rows < 140)
+    return _path(rows, cols), cols.astype(float), soft
+
+
+def test_soft_rows_may_be_squeezed_below_min_stretch():
+    path, cols, soft = _squeezed_tail_path()
+    tm = path_to_timemap(path, soft_rows=soft, soft_min_stretch=0.5)
+    pic = tm.pic_t * PATH_RATE
+    assert np.abs(pic - cols).max() <= 2.0  # the smoother rounds the corners
+    stretch = tm.stretch()
+    assert stretch[(~soft[:-1]) & (~soft[1:])].min() >= 2 / 3 - 1e-9  # elsewhere the usual limit
+    assert stretch.min() >= 0.5 - 1e-9
+    # without them the squeeze is clipped at 2/3: the words around the tail cannot both fit
+    plain = path_to_timemap(path)
+    assert np.abs(plain.pic_t * PATH_RATE - cols).max() >= 3
+
+
+def test_soft_options_are_checked():
+    path, _, soft = _squeezed_tail_path()
+    with pytest.raises(ParameterError, match="soft_rows must be"):
+        path_to_timemap(path, soft_rows=soft[:-1], soft_min_stretch=0.5)
+    with pytest.raises(ParameterError, match="soft_min_stretch"):
+        path_to_timemap(path, soft_rows=soft)
+    with pytest.raises(ParameterError, match="soft_min_stretch"):
+        path_to_timemap(path, soft_rows=soft, soft_min_stretch=0.9)
