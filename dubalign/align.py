@@ -55,8 +55,9 @@ EXTREME_STRETCH_MARGIN = 0.03  # stretch within this of a limit counts as 'at th
 # them read as speech. Against no tail squeeze, on the ../shared/eval dev cases (clean / noisy /
 # mute): re-performance 54.9 / 38.4 / 35.8 -> 62.1 / 40.1 / 32.2 %, warped 87.8 / 83.5 / 71.3 ->
 # 90.0 / 85.4 / 71.2 %; project benchmark re-performance 74.7 / 31.5 / 50.8 -> 75.0 / 37.2 /
-# 52.8 %, warped 92.9 / 82.0 / 71.8 -> 92.9 / 81.3 / 70.1 %. A threshold of 0.95 measured about the same; 0.5x for all speech gained more on the dev
-# cases but lost a bundled CI case (re-performance clean 88.6 -> 80.0 %).
+# 52.8 %, warped 92.9 / 82.0 / 71.8 -> 92.9 / 81.3 / 70.1 %. A threshold of 0.95 measured about
+# the same; 0.5x for all speech gained more on the dev cases but lost a bundled CI case
+# (re-performance clean 88.6 -> 80.0 %).
 TAIL_ACTIVITY = 0.85
 TAIL_MIN_STRETCH = 0.5
 
