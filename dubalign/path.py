@@ -854,6 +854,15 @@ def band_around(
 CostFn = Callable[[np.ndarray, int, int], np.ndarray]
 
 
+def _pool_any(rows: np.ndarray | None, factor: int) -> np.ndarray | None:
+    """A row mask pooled by ``factor``: a pooled row is set when any fine row it pools is."""
+    if rows is None:
+        return None
+    padded = np.zeros(-(-len(rows) // factor) * factor, dtype=np.bool_)
+    padded[: len(rows)] = rows
+    return padded.reshape(-1, factor).any(axis=1)
+
+
 def solve_coarse_to_fine(
     cost_fn: CostFn,
     n_dub: int,
@@ -958,18 +967,10 @@ def solve_coarse_to_fine(
     corridor_c = None
     if corridor is not None:
         corridor_c = (corridor[0] // factor - 1, -(-corridor[1] // factor) + 1)
-    pause_c = None
-    if pause_rows is not None:
-        # A pooled row that touches a pause may move like one: the coarse path only guides the
-        # fine band, and the fine pass enforces the exact mask.
-        padded = np.zeros(n_dub_c * factor, dtype=np.bool_)
-        padded[:n_dub] = pause_rows
-        pause_c = padded.reshape(n_dub_c, factor).any(axis=1)
-    soft_c = None
-    if soft_rows is not None:
-        padded = np.zeros(n_dub_c * factor, dtype=np.bool_)
-        padded[:n_dub] = soft_rows
-        soft_c = padded.reshape(n_dub_c, factor).any(axis=1)
+    # A pooled row that touches a pause (or a soft row) may move like one: the coarse path only
+    # guides the fine band, and the fine pass enforces the exact masks.
+    pause_c = _pool_any(pause_rows, factor)
+    soft_c = _pool_any(soft_rows, factor)
     col_start_c, width_c = dense_band(
         n_dub_c,
         n_pic_c,
