@@ -1,0 +1,174 @@
+"""Writing files safely: every output dubalign writes goes through here.
+
+An output is written to a temporary file beside it (its name contains :data:`TEMP_MARK`, so a
+sweep after a killed process finds it), then renamed over the final name. Several outputs of
+one job (the aligned audio and its report, a preview, a plot) land together or not at all.
+A failed write (read-only folder, full disk) becomes a :class:`~dubalign.errors.MediaError`
+with one line of explanation, and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .errors import MediaError, ParameterError
+
+TEMP_MARK = ".dubalign-tmp"  # every temporary file we create contains this, so a sweep finds it
+
+
+def current_umask() -> int:
+    """The process umask (read without changing it for good)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def temp_path(path: str | os.PathLike) -> Path:
+    """A new, empty temporary file beside ``path`` with the mode a plain new file would get."""
+    out = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=TEMP_MARK, dir=out.parent.resolve())
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; outputs get the usual mode
+    return Path(tmp)
+
+
+def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
+    """Fail now, before any slow work, if ``path`` cannot be written: folder missing, not a
+    folder, or not writable; ``path`` itself a folder."""
+    out = Path(path)
+    folder = out.parent.resolve()
+    if out.is_dir():
+        raise ParameterError(f"the {what} {path} is a folder: give a file name")
+    if not folder.is_dir():
+        raise ParameterError(f"the {what} folder {folder} does not exist: create it first")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ParameterError(f"cannot write the {what} in {folder}: the folder is read-only")
+    if out.exists() and not os.access(out, os.W_OK) and not os.access(folder, os.W_OK):
+        raise ParameterError(f"cannot replace the {what} {path}: it is read-only")
+    return out
+
+
+def check_distinct(
+    named: dict[str, str | os.PathLike | None], inputs: dict[str, str | os.PathLike] | None = None
+) -> None:
+    """Refuse outputs that name the same file as each other or as an input.
+
+    named : {what: path} of the outputs (None entries are ignored); inputs : {what: path}.
+    """
+    seen: dict[Path, str] = {}
+    for what, p in (inputs or {}).items():
+        seen[Path(p).resolve()] = what
+    for what, p in named.items():
+        if p is None:
+            continue
+        key = Path(p).resolve()
+        if key in seen:
+            other = seen[key]
+            if other in (inputs or {}):
+                raise ParameterError(f"the {what} {p} would overwrite the {other}: choose another name")
+            raise ParameterError(f"the {what} and the {other} are the same file ({p}): give each its own name")
+        seen[key] = what
+
+
+@contextlib.contextmanager
+def atomic_outputs(*paths: str | os.PathLike) -> Iterator[list[Path]]:
+    """Temporary paths for ``paths``, renamed over them together when the block succeeds.
+
+        with atomic_outputs(out_wav, report_json) as (tmp_wav, tmp_json):
+            write_audio_to(tmp_wav); write_json_to(tmp_json)
+
+    If the block raises (including Ctrl-C), every temporary file is removed and no output is
+    touched. An ``OSError`` or a codec's ``RuntimeError`` while writing becomes a one-line
+    :class:`MediaError`. If a rename fails half way, the outputs already renamed are removed
+    again, so either all outputs land or none does.
+    """
+    finals = [Path(p) for p in paths]
+    temps: list[Path] = []
+    try:
+        for p in finals:
+            temps.append(temp_path(p))
+        yield list(temps)
+        landed: list[Path] = []
+        try:
+            for tmp, final in zip(temps, finals, strict=True):
+                os.replace(tmp, final)
+                landed.append(final)
+        except BaseException:
+            for final in landed:
+                final.unlink(missing_ok=True)
+            raise
+    except (OSError, RuntimeError) as e:
+        target = _failed_target(e, finals)
+        raise MediaError(f"could not write {target}: {_reason(e)}; nothing was written") from e
+    finally:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """One output: see :func:`atomic_outputs`."""
+    with atomic_outputs(path) as (tmp,):
+        yield tmp
+
+
+def write_json(path: str | os.PathLike, data: Any, *, indent: int = 1) -> None:
+    """Write ``data`` as JSON, atomically (numpy values and paths become plain JSON)."""
+    with atomic_output(path) as tmp:
+        write_json_to(tmp, data, indent=indent)
+
+
+def write_json_to(path: Path, data: Any, *, indent: int = 1) -> None:
+    """Write ``data`` as JSON to ``path`` directly (the caller makes it atomic)."""
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=indent, default=_json_default)
+        f.write("\n")
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8, newlines as given) atomically."""
+    with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+
+
+def sweep_temp_files(folder: str | os.PathLike) -> int:
+    """Remove temporary files we left under ``folder`` (a killed process cannot clean up)."""
+    root = Path(folder)
+    if not root.is_dir():
+        return 0
+    n = 0
+    for p in root.rglob(f"*{TEMP_MARK}*"):
+        if p.is_file():
+            p.unlink(missing_ok=True)
+            n += 1
+    return n
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    return str(o)
+
+
+def _failed_target(e: BaseException, finals: list[Path]) -> str:
+    name = getattr(e, "filename", None)
+    if name:
+        for p in finals:
+            if Path(name).parent.resolve() == p.parent.resolve():
+                return str(p)
+    return str(finals[0]) if len(finals) == 1 else ", ".join(str(p) for p in finals)
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror[0].lower() + e.strerror[1:]
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if "System error" in text:  # libsndfile's word for a failed write(2): usually a full disk
+        return "the disk refused the write (is it full?)"
+    return text
