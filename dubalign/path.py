@@ -5,6 +5,10 @@ the cheapest monotone path that matches every dub row, starts in row 0 inside ``
 ends in the last row inside ``end_cols``, and never runs faster or slower than the stretch
 limits allow.
 
+What a path may do (slope limits, step pattern, penalties, pause and soft rows) is one frozen
+:class:`PathConstraints`, checked once when it is made and passed whole to every solver, to the
+bands and to :func:`~dubalign.timemap.path_to_timemap`.
+
 Step pattern
 ------------
 A step goes from vertex ``(i, j)`` to ``(i + a, j + b)``. The pattern holds every coprime
@@ -45,7 +49,7 @@ inside speech. ``pause_rows`` marks dub rows inside pauses; there the pattern ga
 Both penalties make the diagonal the cheapest way through a flat pause. Outside pauses the
 pattern and its slope guarantees are unchanged: every run of cells in consecutive speech rows
 still obeys ``[s_min, s_max]`` up to the rounding above. The solver itself does not bound how
-far a pause may be stretched; the band does (see :func:`dense_band`, ``max_pause_stretch``).
+far a pause may be stretched; the band does (see :func:`dense_band`, ``pause_max_slope``).
 
 Memory: the forward pass keeps the accumulated cost of only the last ``max_step + 1`` rows and an
 ``int8`` backpointer per band cell, so it needs ``n_dub * width`` bytes beside the costs.
@@ -55,7 +59,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numba
 import numpy as np
@@ -68,7 +72,8 @@ DEFAULT_JUMP_PENALTY = 0.05  # cost units (costs of order 1) per non-diagonal st
 DEFAULT_MAX_STEP = 3  # longest step, in rows or columns; 3 gives the 2/3 and 3/2 steps
 DEFAULT_PAUSE_PENALTY = 0.05  # cost units per (1, 0) or (0, 1) move inside a pause
 DEFAULT_PAUSE_WEIGHT = 0.1  # share of a cell's positive cost charged per (0, 1) move
-DEFAULT_MAX_PAUSE_STRETCH = 8.0  # band allowance inside pauses: picture frames per dub frame
+DEFAULT_PAUSE_MAX_SLOPE = 8.0  # band allowance inside pauses: picture frames per dub frame
+DEFAULT_PAUSE_MIN_SLOPE = 0.05  # time map only: a pause may shrink to 1/20 (the map stays increasing)
 DEFAULT_PAUSE_THRESHOLD = 0.5  # speech activity below this is a pause
 DEFAULT_PAUSE_MIN_FRAMES = 8  # shorter dips (stop closures, breaths inside words) are speech
 DEFAULT_PAUSE_MARGIN = 2  # frames given back to speech at each end of a pause
@@ -176,6 +181,120 @@ def step_pattern(
     cols = np.array([b for _, b in steps], dtype=np.int64)
     penalty = np.where((rows == 1) & (cols == 1), 0.0, float(jump_penalty))
     return StepPattern(rows=rows, cols=cols, cell_lo=cell_lo, cell_hi=cell_hi, penalty=penalty)
+
+
+_MASKS = ("pause_rows", "soft_rows")
+
+
+@dataclass(frozen=True, eq=False)
+class PathConstraints:
+    """What a path may do, and so what the time map made from it may do.
+
+    Slopes are ``d(pic) / d(dub)``: the local stretch of the dub. Everything is checked when the
+    object is made (and again by :func:`dataclasses.replace`); :meth:`check` only compares the
+    masks with a problem's number of dub rows. The masks are kept as read-only copies.
+    """
+
+    min_slope: float = DEFAULT_MIN_SLOPE  # slowest picture advance per dub row in speech
+    max_slope: float = DEFAULT_MAX_SLOPE  # fastest; both select the step pattern (module docstring)
+    max_step: int = DEFAULT_MAX_STEP  # longest step in rows or columns; larger gives more slopes
+    jump_penalty: float = DEFAULT_JUMP_PENALTY  # extra cost of every non-diagonal step, >= 0
+    # [shape=(n_dub,)] bool: rows inside pauses (find_pauses), where (1, 0) and (0, 1) moves are
+    # allowed too; None: no pauses, the slope limits hold everywhere
+    pause_rows: np.ndarray | None = None
+    pause_penalty: float = DEFAULT_PAUSE_PENALTY  # extra cost of every pause move, >= 0
+    pause_weight: float = DEFAULT_PAUSE_WEIGHT  # share in [0, 1] of a cell's positive cost per (0, 1) move
+    # time map only: the solver may squeeze a pause to nothing, the map keeps it increasing;
+    # 0 < pause_min_slope <= min_slope
+    pause_min_slope: float = DEFAULT_PAUSE_MIN_SLOPE
+    # how far a pause may stretch: the bands' allowance and the time map's limit; >= max_slope
+    pause_max_slope: float = DEFAULT_PAUSE_MAX_SLOPE
+    # [shape=(n_dub,)] bool: rows that may be squeezed down to soft_min_slope (the fading tails of
+    # words); steps slower than min_slope may cover only soft rows. None: none
+    soft_rows: np.ndarray | None = None
+    soft_min_slope: float | None = None  # required with soft_rows: pause_min_slope <= it <= min_slope
+    # the steps, from lowest_slope to max_slope: derived, not an option
+    pattern: StepPattern = field(init=False, repr=False)
+
+    def __post_init__(self):
+        for name in _MASKS:
+            mask = getattr(self, name)
+            if mask is None:
+                continue
+            mask = np.array(mask)  # a copy: the caller's array may change, this object may not
+            if mask.ndim != 1 or mask.dtype != np.bool_:
+                raise ParameterError(
+                    f"{name} must be a bool array with one entry per dub row, got {mask.dtype} {mask.shape}"
+                )
+            mask.flags.writeable = False
+            object.__setattr__(self, name, mask)
+        if not 0 < self.min_slope <= self.max_slope:
+            raise ParameterError(
+                f"slope limits must satisfy 0 < min_slope <= max_slope < inf, got {self.min_slope}, {self.max_slope}"
+            )
+        if not (self.pause_penalty >= 0 and math.isfinite(self.pause_penalty)):
+            raise ParameterError(f"pause_penalty must be finite and >= 0, got {self.pause_penalty}")
+        if not 0 <= self.pause_weight <= 1:
+            raise ParameterError(f"pause_weight must be in [0, 1], got {self.pause_weight}")
+        if not (0 < self.pause_min_slope <= self.min_slope and self.max_slope <= self.pause_max_slope < math.inf):
+            raise ParameterError(
+                f"need 0 < pause_min_slope <= min_slope ({self.min_slope}) and "
+                f"max_slope ({self.max_slope}) <= pause_max_slope < inf, "
+                f"got {self.pause_min_slope}, {self.pause_max_slope}"
+            )
+        if self.soft_rows is not None and (
+            self.soft_min_slope is None or not self.pause_min_slope <= self.soft_min_slope <= self.min_slope
+        ):
+            raise ParameterError(
+                f"soft_rows needs pause_min_slope ({self.pause_min_slope}) <= soft_min_slope <= "
+                f"min_slope ({self.min_slope}), got {self.soft_min_slope}"
+            )
+        pattern = step_pattern(
+            min_slope=self.lowest_slope,
+            max_slope=self.max_slope,
+            max_step=self.max_step,
+            jump_penalty=self.jump_penalty,
+        )
+        object.__setattr__(self, "pattern", pattern)
+
+    @property
+    def lowest_slope(self) -> float:
+        """The slowest any step may go: ``soft_min_slope`` when there are soft rows."""
+        return float(self.soft_min_slope) if self.soft_rows is not None else float(self.min_slope)
+
+    def check(self, n_rows: int) -> None:
+        """Raise ParameterError unless each mask has one entry per dub row."""
+        for name in _MASKS:
+            mask = getattr(self, name)
+            if mask is not None and mask.shape != (n_rows,):
+                raise ParameterError(
+                    f"{name} must be a bool array with one entry per dub row ({n_rows}), got shape {mask.shape}"
+                )
+
+    def pooled(self, factor: int) -> PathConstraints:
+        """The same limits on a grid pooled by ``factor``.
+
+        A pooled row is a pause (soft) row when any of the fine rows it pools is: a coarse path
+        only guides the fine band, and the fine pass enforces the exact masks.
+        """
+        return replace(self, pause_rows=_pool_any(self.pause_rows, factor), soft_rows=_pool_any(self.soft_rows, factor))
+
+
+def _pool_any(rows: np.ndarray | None, factor: int) -> np.ndarray | None:
+    """A row mask pooled by ``factor``: a pooled row is set when any fine row it pools is."""
+    if rows is None:
+        return None
+    padded = np.zeros(-(-len(rows) // factor) * factor, dtype=np.bool_)
+    padded[: len(rows)] = rows
+    return padded.reshape(-1, factor).any(axis=1)
+
+
+def _kernel_mask(mask: np.ndarray | None, n: int) -> np.ndarray:
+    """A writable bool array for the numba kernel (all False for None).
+
+    numba compiles read-only arrays as a separate type; a copy keeps one compiled signature.
+    """
+    return np.zeros(n, dtype=np.bool_) if mask is None else np.array(mask)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -438,36 +557,6 @@ def _check_range(name: str, cols) -> tuple[int, int]:
     return lo, hi
 
 
-def _check_pauses(pause_rows, n: int, pause_penalty: float, pause_weight: float) -> np.ndarray:
-    if not (pause_penalty >= 0 and math.isfinite(pause_penalty)):
-        raise ParameterError(f"pause_penalty must be finite and >= 0, got {pause_penalty}")
-    if not 0 <= pause_weight <= 1:
-        raise ParameterError(f"pause_weight must be in [0, 1], got {pause_weight}")
-    if pause_rows is None:
-        return np.zeros(n, dtype=np.bool_)
-    pause = np.asarray(pause_rows)
-    if pause.shape != (n,) or pause.dtype != np.bool_:
-        raise ParameterError(
-            f"pause_rows must be a bool array with one entry per dub row ({n}), "
-            f"got {pause.dtype} {pause.shape}"
-        )
-    return np.ascontiguousarray(pause)
-
-
-def _check_soft(soft_rows, n: int, min_slope: float, soft_min_slope) -> tuple[np.ndarray, float]:
-    """The soft-row mask (all False when None) and the lowest slope any step may take."""
-    if soft_rows is None:
-        return np.zeros(n, dtype=np.bool_), float(min_slope)
-    soft = np.asarray(soft_rows)
-    if soft.shape != (n,) or soft.dtype != np.bool_:
-        raise ParameterError(f"soft_rows must be a bool array of shape ({n},), got {soft.dtype} {soft.shape}")
-    if soft_min_slope is None or not 0 < soft_min_slope <= min_slope:
-        raise ParameterError(
-            f"soft_rows needs 0 < soft_min_slope <= min_slope ({min_slope}), got {soft_min_slope}"
-        )
-    return np.ascontiguousarray(soft), float(soft_min_slope)
-
-
 def _unreachable(what: str) -> AlignmentError:
     return AlignmentError(f"no path satisfies the constraints: {what}; {_STRETCH_HINT}")
 
@@ -478,15 +567,7 @@ def solve_path(
     *,
     start_cols: tuple[int, int],
     end_cols: tuple[int, int] | None = None,
-    min_slope: float = DEFAULT_MIN_SLOPE,
-    max_slope: float = DEFAULT_MAX_SLOPE,
-    jump_penalty: float = DEFAULT_JUMP_PENALTY,
-    max_step: int = DEFAULT_MAX_STEP,
-    pause_rows: np.ndarray | None = None,
-    pause_penalty: float = DEFAULT_PAUSE_PENALTY,
-    pause_weight: float = DEFAULT_PAUSE_WEIGHT,
-    soft_rows: np.ndarray | None = None,
-    soft_min_slope: float | None = None,
+    constraints: PathConstraints = PathConstraints(),
 ) -> WarpPath:
     """Cheapest slope-limited path through a banded cost matrix (numba).
 
@@ -501,25 +582,8 @@ def solve_path(
         Inclusive range of columns the path may start in (row 0).
     end_cols : (int, int) or None
         Inclusive range of columns the path may end in (last row); None: any column.
-    min_slope, max_slope : float
-        Limits on ``d(pic) / d(dub)``; they select the step pattern (see the module docstring).
-    jump_penalty : float
-        Extra cost of every non-diagonal step, in cost units.
-    max_step : int
-        Longest step in rows or columns; larger values give more step slopes.
-    pause_rows : np.ndarray [shape=(n_dub,)] bool or None
-        Dub rows inside pauses, where ``(1, 0)`` and ``(0, 1)`` moves are also allowed (see
-        the module docstring); None: no pauses, the slope limits hold everywhere.
-    pause_penalty : float
-        Extra cost of every pause move.
-    pause_weight : float
-        Share, in ``[0, 1]``, of a cell's positive cost charged for a ``(0, 1)`` move.
-    soft_rows : np.ndarray [shape=(n_dub,)] bool or None
-        Dub rows that may be squeezed down to ``soft_min_slope`` (the fading tails of words):
-        the steps with a slope under ``min_slope`` are allowed only when every row they cover
-        is soft. None: none.
-    soft_min_slope : float or None
-        ``0 < soft_min_slope <= min_slope``; required with ``soft_rows``.
+    constraints : PathConstraints
+        Slope limits, step pattern, penalties, pause and soft rows (masks of shape ``(n_dub,)``).
 
     Returns
     -------
@@ -529,19 +593,17 @@ def solve_path(
     Raises
     ------
     ParameterError
-        Malformed band, ranges or limits.
+        Malformed band or ranges, or masks of another length.
     AlignmentError
         No path reaches ``end_cols`` from ``start_cols`` through finite cells.
     """
     costs, col_start = _check_band(costs, col_start)
     start_lo, start_hi = _check_range("start_cols", start_cols)
     n, w = costs.shape
-    soft, lowest = _check_soft(soft_rows, n, min_slope, soft_min_slope)
-    pattern = step_pattern(
-        min_slope=lowest, max_slope=max_slope, max_step=max_step, jump_penalty=jump_penalty
-    )
-    soft_only = pattern.cols / pattern.rows < min_slope - _SLOPE_TOL
-    pause = _check_pauses(pause_rows, n, pause_penalty, pause_weight)
+    constraints.check(n)
+    # The one place the constraints are unpacked into the kernel's plain arrays and scalars.
+    pattern = constraints.pattern
+    soft_only = pattern.cols / pattern.rows < constraints.min_slope - _SLOPE_TOL
     final, back = _forward(
         costs,
         col_start,
@@ -552,10 +614,10 @@ def solve_path(
         pattern.cell_lo,
         pattern.cell_hi,
         pattern.penalty,
-        pause,
-        float(pause_penalty),
-        float(pause_weight),
-        soft,
+        _kernel_mask(constraints.pause_rows, n),
+        float(constraints.pause_penalty),
+        float(constraints.pause_weight),
+        _kernel_mask(constraints.soft_rows, n),
         soft_only,
     )
     end_col = _pick_end(
@@ -599,13 +661,7 @@ def solve_path_reference(
     *,
     start_cols: tuple[int, int],
     end_cols: tuple[int, int] | None = None,
-    min_slope: float = DEFAULT_MIN_SLOPE,
-    max_slope: float = DEFAULT_MAX_SLOPE,
-    jump_penalty: float = DEFAULT_JUMP_PENALTY,
-    max_step: int = DEFAULT_MAX_STEP,
-    pause_rows: np.ndarray | None = None,
-    pause_penalty: float = DEFAULT_PAUSE_PENALTY,
-    pause_weight: float = DEFAULT_PAUSE_WEIGHT,
+    constraints: PathConstraints = PathConstraints(),
 ) -> WarpPath:
     """Plain Python version of :func:`solve_path` on the full matrix (slow; for tests).
 
@@ -614,9 +670,9 @@ def solve_path_reference(
     """
     costs, col_start = _check_band(costs, col_start)
     start_lo, start_hi = _check_range("start_cols", start_cols)
-    pattern = step_pattern(
-        min_slope=min_slope, max_slope=max_slope, max_step=max_step, jump_penalty=jump_penalty
-    )
+    n, w = costs.shape
+    constraints.check(n)
+    pattern = constraints.pattern
     steps = [
         (
             int(a),
@@ -633,10 +689,11 @@ def solve_path_reference(
             strict=True,
         )
     ]
-    n, w = costs.shape
-    pause = _check_pauses(pause_rows, n, pause_penalty, pause_weight)
-    pause_penalty = float(pause_penalty)
-    pause_weight = float(pause_weight)
+    soft_only = [b / a < constraints.min_slope - _SLOPE_TOL for a, b, _, _ in steps]
+    pause = np.zeros(n, dtype=np.bool_) if constraints.pause_rows is None else constraints.pause_rows
+    soft = np.zeros(n, dtype=np.bool_) if constraints.soft_rows is None else constraints.soft_rows
+    pause_penalty = float(constraints.pause_penalty)
+    pause_weight = float(constraints.pause_weight)
     down, across = len(steps), len(steps) + 1
     n_cols = int(col_start[-1]) + w
     full = np.full((n, n_cols), np.inf)
@@ -663,6 +720,8 @@ def solve_path_reference(
             for s, (a, b, cells, pen) in enumerate(steps):
                 i0, j0 = i - a, j - b
                 if i0 < 0 or j0 < 0 or acc[i0, j0] == np.inf:
+                    continue
+                if soft_only[s] and not soft[i0 + 1 : i + 1].all():
                     continue
                 step = 0.0
                 for k, (lo, hi) in enumerate(cells):
@@ -714,10 +773,7 @@ def dense_band(
     start_cols: tuple[int, int],
     end_cols: tuple[int, int] | None = None,
     corridor: tuple[int, int] | None = None,
-    min_slope: float = DEFAULT_MIN_SLOPE,
-    max_slope: float = DEFAULT_MAX_SLOPE,
-    pause_rows: np.ndarray | None = None,
-    max_pause_stretch: float = DEFAULT_MAX_PAUSE_STRETCH,
+    constraints: PathConstraints = PathConstraints(),
 ) -> tuple[np.ndarray, int]:
     """Smallest band holding every cell a slope-limited path from ``start_cols`` can visit.
 
@@ -725,11 +781,12 @@ def dense_band(
     (cut by the one closing on ``end_cols`` when given), with one column of margin for the
     rounding of the step cells, clipped to the columns ``0 .. n_pic - 1``.
 
-    With ``pause_rows`` (as in :func:`solve_path`) the region opens further inside pauses: the
-    lowest column grows by ``min_slope`` per row step only outside pauses (a pause may be
-    squeezed to nothing), the highest by ``max_pause_stretch`` per row step inside pauses
-    (``(0, 1)`` moves are unbounded in the solver; this band is what limits how far a pause
-    stretches, to about ``max_pause_stretch`` times its length).
+    The slope limits are the constraints' ``lowest_slope`` (``soft_min_slope`` when there are
+    soft rows, for every row) and ``max_slope``. With ``pause_rows`` the region opens further
+    inside pauses: the lowest column grows by that lowest slope per row step only outside pauses
+    (a pause may be squeezed to nothing), the highest by ``pause_max_slope`` per row step inside
+    pauses (``(0, 1)`` moves are unbounded in the solver; this band is what limits how far a
+    pause stretches, to about ``pause_max_slope`` times its length).
 
     Without ``corridor`` the band grows with ``(max_slope - min_slope) * n_dub``; for long
     inputs pass the largest shift you accept as ``corridor=(lo, hi)``: row ``i`` then keeps
@@ -753,8 +810,11 @@ def dense_band(
     if n_dub < 1 or n_pic < 1:
         raise ParameterError(f"n_dub and n_pic must be >= 1, got {n_dub}, {n_pic}")
     start_lo, start_hi = _check_range("start_cols", start_cols)
+    constraints.check(n_dub)
+    min_slope, max_slope = constraints.lowest_slope, constraints.max_slope
+    pause, pause_max_slope = constraints.pause_rows, constraints.pause_max_slope
     i = np.arange(n_dub)
-    if pause_rows is None:
+    if pause is None:
         lo = start_lo + np.floor(min_slope * i).astype(np.int64) - 1
         hi = start_hi + np.ceil(max_slope * i).astype(np.int64) + 1
         if end_cols is not None:
@@ -763,16 +823,11 @@ def dense_band(
             lo = np.maximum(lo, end_lo - np.ceil(max_slope * rest).astype(np.int64) - 1)
             hi = np.minimum(hi, end_hi - np.floor(min_slope * rest).astype(np.int64) + 1)
     else:
-        pause = _check_pauses(pause_rows, n_dub, 0.0, 0.0)
-        if not max_pause_stretch >= max_slope:
-            raise ParameterError(
-                f"max_pause_stretch must be >= max_slope ({max_slope}), got {max_pause_stretch}"
-            )
         # Least and most picture advance of each row step i -> i + 1: (1, 0) moves need both
         # rows in the pause, and a pause row's own (0, 1) run adds to either end of it.
         least = np.where(pause[:-1] & pause[1:], 0.0, float(min_slope))
-        most = np.where(pause[:-1] | pause[1:], float(max_pause_stretch), float(max_slope))
-        run = np.where(pause, float(max_pause_stretch), 0.0)
+        most = np.where(pause[:-1] | pause[1:], float(pause_max_slope), float(max_slope))
+        run = np.where(pause, float(pause_max_slope), 0.0)
         gain_lo = np.concatenate([[0.0], np.cumsum(least)])
         gain_hi = np.concatenate([[0.0], np.cumsum(most)])
         eps = 1e-9  # cumulative sums of 2/3 must not lose a whole column to rounding
@@ -854,15 +909,6 @@ def band_around(
 CostFn = Callable[[np.ndarray, int, int], np.ndarray]
 
 
-def _pool_any(rows: np.ndarray | None, factor: int) -> np.ndarray | None:
-    """A row mask pooled by ``factor``: a pooled row is set when any fine row it pools is."""
-    if rows is None:
-        return None
-    padded = np.zeros(-(-len(rows) // factor) * factor, dtype=np.bool_)
-    padded[: len(rows)] = rows
-    return padded.reshape(-1, factor).any(axis=1)
-
-
 def solve_coarse_to_fine(
     cost_fn: CostFn,
     n_dub: int,
@@ -871,19 +917,10 @@ def solve_coarse_to_fine(
     start_cols: tuple[int, int],
     end_cols: tuple[int, int] | None = None,
     corridor: tuple[int, int] | None = None,
+    constraints: PathConstraints = PathConstraints(),
     factor: int = 4,
     radius: int = 12,
     direct_max_cells: int = 30_000_000,
-    min_slope: float = DEFAULT_MIN_SLOPE,
-    max_slope: float = DEFAULT_MAX_SLOPE,
-    jump_penalty: float = DEFAULT_JUMP_PENALTY,
-    max_step: int = DEFAULT_MAX_STEP,
-    pause_rows: np.ndarray | None = None,
-    pause_penalty: float = DEFAULT_PAUSE_PENALTY,
-    pause_weight: float = DEFAULT_PAUSE_WEIGHT,
-    max_pause_stretch: float = DEFAULT_MAX_PAUSE_STRETCH,
-    soft_rows: np.ndarray | None = None,
-    soft_min_slope: float | None = None,
 ) -> WarpPath:
     """Solve directly in the dense band when it is small, else coarse first, then refine.
 
@@ -896,18 +933,13 @@ def solve_coarse_to_fine(
         ``0 .. ceil(n_pic / factor) - 1``.
     n_dub, n_pic : int
         Fine grid size (``PATH_RATE`` frames).
-    start_cols, end_cols, min_slope, max_slope, jump_penalty, max_step
+    start_cols, end_cols
         As in :func:`solve_path`, on the fine grid.
-    pause_rows, pause_penalty, pause_weight
-        As in :func:`solve_path`, on the fine grid; a pooled row is a pause row when any of
-        the fine rows it pools is.
     corridor : (int, int) or None
         As in :func:`dense_band`: the range of ``column - row`` offsets searched.
-    max_pause_stretch : float
-        As in :func:`dense_band`.
-    soft_rows, soft_min_slope
-        As in :func:`solve_path`, on the fine grid; a pooled row is soft when any of the fine
-        rows it pools is (the fine pass enforces the exact mask).
+    constraints : PathConstraints
+        As in :func:`solve_path`, masks on the fine grid; the coarse pass uses
+        :meth:`PathConstraints.pooled`.
     factor : int
         Pooling factor of the coarse pass.
     radius : int
@@ -920,42 +952,12 @@ def solve_coarse_to_fine(
     WarpPath
         On the fine grid.
     """
-    options = dict(
-        min_slope=min_slope,
-        max_slope=max_slope,
-        jump_penalty=jump_penalty,
-        max_step=max_step,
-        pause_penalty=pause_penalty,
-        pause_weight=pause_weight,
-    )
-    if pause_rows is not None:
-        pause_rows = _check_pauses(pause_rows, n_dub, pause_penalty, pause_weight)
-    band_min_slope = min_slope
-    if soft_rows is not None:
-        soft_rows, band_min_slope = _check_soft(soft_rows, n_dub, min_slope, soft_min_slope)
-        options["soft_min_slope"] = soft_min_slope
     col_start, width = dense_band(
-        n_dub,
-        n_pic,
-        start_cols=start_cols,
-        end_cols=end_cols,
-        corridor=corridor,
-        min_slope=band_min_slope,
-        max_slope=max_slope,
-        pause_rows=pause_rows,
-        max_pause_stretch=max_pause_stretch,
+        n_dub, n_pic, start_cols=start_cols, end_cols=end_cols, corridor=corridor, constraints=constraints
     )
     if n_dub * width <= direct_max_cells or factor <= 1:
         costs = cost_fn(col_start, width, 1)
-        return solve_path(
-            costs,
-            col_start,
-            start_cols=start_cols,
-            end_cols=end_cols,
-            pause_rows=pause_rows,
-            soft_rows=soft_rows,
-            **options,
-        )
+        return solve_path(costs, col_start, start_cols=start_cols, end_cols=end_cols, constraints=constraints)
 
     n_dub_c = -(-n_dub // factor)
     n_pic_c = -(-n_pic // factor)
@@ -967,33 +969,17 @@ def solve_coarse_to_fine(
     corridor_c = None
     if corridor is not None:
         corridor_c = (corridor[0] // factor - 1, -(-corridor[1] // factor) + 1)
-    # A pooled row that touches a pause (or a soft row) may move like one: the coarse path only
-    # guides the fine band, and the fine pass enforces the exact masks.
-    pause_c = _pool_any(pause_rows, factor)
-    soft_c = _pool_any(soft_rows, factor)
+    coarse_constraints = constraints.pooled(factor)
     col_start_c, width_c = dense_band(
-        n_dub_c,
-        n_pic_c,
-        start_cols=start_c,
-        end_cols=end_c,
-        corridor=corridor_c,
-        min_slope=band_min_slope,
-        max_slope=max_slope,
-        pause_rows=pause_c,
-        max_pause_stretch=max_pause_stretch,
+        n_dub_c, n_pic_c, start_cols=start_c, end_cols=end_c, corridor=corridor_c, constraints=coarse_constraints
     )
     coarse = solve_path(
         cost_fn(col_start_c, width_c, factor),
         col_start_c,
         start_cols=start_c,
         end_cols=end_c,
-        pause_rows=pause_c,
-        soft_rows=soft_c,
-        **options,
+        constraints=coarse_constraints,
     )
     col_start, width = band_around(coarse, n_dub, n_pic, radius=radius, factor=factor)
     costs = cost_fn(col_start, width, 1)
-    return solve_path(
-        costs, col_start, start_cols=start_cols, end_cols=end_cols, pause_rows=pause_rows,
-        soft_rows=soft_rows, **options,
-    )
+    return solve_path(costs, col_start, start_cols=start_cols, end_cols=end_cols, constraints=constraints)

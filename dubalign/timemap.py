@@ -13,12 +13,11 @@ import numpy as np
 import scipy.linalg
 
 from .errors import ParameterError
-from .path import DEFAULT_MAX_PAUSE_STRETCH, DEFAULT_MAX_SLOPE, DEFAULT_MIN_SLOPE, WarpPath
+from .path import PathConstraints, WarpPath
 from .units import PATH_RATE
 
 DEFAULT_SMOOTHING = 0.08  # seconds: time scale below which rate changes are smoothed away
 DEFAULT_SPEECH_STIFFNESS = 10.0  # rate changes cost 10x more in speech, 10x less in pauses
-DEFAULT_PAUSE_MIN_STRETCH = 0.05  # a pause may shrink to 1/20 of its length (the map stays increasing)
 
 
 @dataclass(frozen=True, eq=False)
@@ -108,87 +107,67 @@ def _interp_slope1(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
 def path_to_timemap(
     path: WarpPath,
     *,
+    constraints: PathConstraints = PathConstraints(),  # noqa: B008 (frozen: one shared default is safe)
     rate: float = PATH_RATE,
     pic_origin: float = 0.0,
     smoothing: float = DEFAULT_SMOOTHING,
-    min_stretch: float = DEFAULT_MIN_SLOPE,
-    max_stretch: float = DEFAULT_MAX_SLOPE,
     dub_speech: np.ndarray | None = None,
     speech_stiffness: float = DEFAULT_SPEECH_STIFFNESS,
-    pause_rows: np.ndarray | None = None,
-    pause_min_stretch: float = DEFAULT_PAUSE_MIN_STRETCH,
-    pause_max_stretch: float = DEFAULT_MAX_PAUSE_STRETCH,
-    soft_rows: np.ndarray | None = None,
-    soft_min_stretch: float | None = None,
 ) -> TimeMap:
     """Smooth, strictly monotone time map that follows a solver path.
 
     Each dub row takes the mean picture column it was matched to. That curve ``y`` is smoothed
     with a Whittaker smoother, ``argmin_x sum (x - y)^2 + sum lam_i (x[i-1] - 2 x[i] + x[i+1])^2``,
     whose curvature weight ``lam`` penalises changes of rate over about ``smoothing`` seconds.
-    The local slopes are then clipped to ``[min_stretch, max_stretch]`` and re-integrated with
-    the offset that keeps the map closest (least squares) to ``y``, so the limits hold exactly.
+    The local slopes are then clipped to the constraints' ``[min_slope, max_slope]`` and
+    re-integrated with the offset that keeps the map closest (least squares) to ``y``, so the
+    limits hold exactly.
 
-    Silence can be squeezed or stretched freely, so with ``pause_rows`` (the mask given to
-    :func:`~dubalign.path.solve_path`) the segments that touch a pause row are clipped to
-    ``[pause_min_stretch, pause_max_stretch]`` instead, and the pause rows get the low
-    curvature weight: the rate change of a squeezed or stretched pause stays inside it, and
-    the words on either side keep ``[min_stretch, max_stretch]``.
+    Silence can be squeezed or stretched freely, so with ``pause_rows`` the segments that touch
+    a pause row are clipped to ``[pause_min_slope, pause_max_slope]`` instead, and the pause
+    rows get the low curvature weight: the rate change of a squeezed or stretched pause stays
+    inside it, and the words on either side keep ``[min_slope, max_slope]``. Segments that
+    touch a soft row, and no pause row, are clipped to ``[soft_min_slope, max_slope]``.
 
     Parameters
     ----------
     path : WarpPath
         Row ``i`` is dub time ``i / rate``, column ``j`` picture time ``pic_origin + j / rate``.
+    constraints : PathConstraints
+        The ones the path was solved with; the map needs ``min_slope <= 1 <= max_slope`` and
+        masks with one entry per dub row of the path.
     rate : float
         Frames per second of both path axes.
     pic_origin : float
         Picture time of column 0, seconds (negative when the picture axis was padded before).
     smoothing : float
         Seconds; 0 keeps the path's own curve (still slope-clipped).
-    min_stretch, max_stretch : float
-        Limits on ``d(pic) / d(dub)``, enforced exactly on every segment.
     dub_speech : np.ndarray [shape=(n_dub,)] or None
         Speech probability per dub row in ``[0, 1]``. When given, the curvature weight is
         multiplied by ``speech_stiffness ** (2 p - 1)``: rate changes move into pauses
         instead of bending words.
     speech_stiffness : float
         See ``dub_speech``; >= 1.
-    pause_rows : np.ndarray [shape=(n_dub,)] bool or None
-        Dub rows inside pauses (see :func:`~dubalign.path.find_pauses`); None: none.
-    pause_min_stretch, pause_max_stretch : float
-        Limits on the slope of segments touching a pause row;
-        ``0 < pause_min_stretch <= min_stretch`` and ``pause_max_stretch >= max_stretch``.
-    soft_rows : np.ndarray [shape=(n_dub,)] bool or None
-        Rows that may be squeezed further (the mask given to :func:`~dubalign.path.solve_path`):
-        segments touching one, and no pause row, are clipped to ``[soft_min_stretch,
-        max_stretch]``.
-    soft_min_stretch : float or None
-        ``pause_min_stretch <= soft_min_stretch <= min_stretch``; required with ``soft_rows``.
 
     Returns
     -------
     TimeMap
         One knot per dub row (every ``1 / rate`` seconds).
     """
-    if not 0 < min_stretch <= 1 <= max_stretch:
-        raise ParameterError(
-            f"need 0 < min_stretch <= 1 <= max_stretch, got {min_stretch}, {max_stretch}"
-        )
+    c = constraints
+    if not c.min_slope <= 1 <= c.max_slope:
+        raise ParameterError(f"a time map needs min_slope <= 1 <= max_slope, got {c.min_slope}, {c.max_slope}")
     if not (rate > 0 and smoothing >= 0 and speech_stiffness >= 1):
         raise ParameterError(
             f"need rate > 0, smoothing >= 0, speech_stiffness >= 1; "
             f"got {rate}, {smoothing}, {speech_stiffness}"
-        )
-    if not (0 < pause_min_stretch <= min_stretch and max_stretch <= pause_max_stretch < np.inf):
-        raise ParameterError(
-            f"need 0 < pause_min_stretch <= min_stretch and max_stretch <= pause_max_stretch < inf, "
-            f"got {pause_min_stretch}, {pause_max_stretch}"
         )
     rows = np.asarray(path.dub_frames, dtype=np.int64)
     cols = np.asarray(path.pic_frames, dtype=np.float64)
     if rows.size == 0 or rows.min() < 0:
         raise ParameterError("the path is empty or has negative dub frames")
     n = int(rows.max()) + 1
+    c.check(n)
     counts = np.bincount(rows, minlength=n)
     seen = counts > 0
     mean = np.bincount(rows, weights=cols, minlength=n)[seen] / counts[seen]
@@ -205,15 +184,11 @@ def path_to_timemap(
             if p.shape != (n,) or not np.isfinite(p).all():
                 raise ParameterError(f"dub_speech must be finite with shape ({n},), got {p.shape}")
             lam = lam * speech_stiffness ** (2 * np.clip(p, 0, 1) - 1)
-        lo = np.full(n - 1, float(min_stretch))
-        hi = np.full(n - 1, float(max_stretch))
+        lo = np.full(n - 1, float(c.min_slope))
+        hi = np.full(n - 1, float(c.max_slope))
         touches = np.zeros(n - 1, dtype=bool)  # segments touching a pause row
-        if pause_rows is not None:
-            pause = np.asarray(pause_rows)
-            if pause.shape != (n,) or pause.dtype != np.bool_:
-                raise ParameterError(
-                    f"pause_rows must be a bool array of shape ({n},), got {pause.dtype} {pause.shape}"
-                )
+        if c.pause_rows is not None:
+            pause = c.pause_rows
             # Curvatures that touch a pause row are free: any weight there makes the stiff
             # words next to a squeezed or stretched pause tilt towards its slope.
             near = pause.copy()
@@ -221,23 +196,14 @@ def path_to_timemap(
             near[:-1] |= pause[1:]
             lam = np.where(near, 0.0, lam)
             touches = pause[:-1] | pause[1:]
-            lo[touches] = pause_min_stretch
-            hi[touches] = pause_max_stretch
-        if soft_rows is not None:
-            soft = np.asarray(soft_rows)
-            if soft.shape != (n,) or soft.dtype != np.bool_:
-                raise ParameterError(
-                    f"soft_rows must be a bool array of shape ({n},), got {soft.dtype} {soft.shape}"
-                )
-            if soft_min_stretch is None or not pause_min_stretch <= soft_min_stretch <= min_stretch:
-                raise ParameterError(
-                    f"soft_rows needs pause_min_stretch <= soft_min_stretch <= min_stretch, "
-                    f"got {soft_min_stretch}"
-                )
-            lo = np.where((soft[:-1] | soft[1:]) & ~touches, soft_min_stretch, lo)
+            lo[touches] = c.pause_min_slope
+            hi[touches] = c.pause_max_slope
+        if c.soft_rows is not None:
+            soft = c.soft_rows
+            lo = np.where((soft[:-1] | soft[1:]) & ~touches, c.soft_min_slope, lo)
         x = _whittaker(y, lam)
         slopes = np.clip(np.diff(x), lo, hi)
-        if pause_rows is not None:
+        if c.pause_rows is not None:
             slopes = _keep_pause_totals(np.diff(x), slopes, lo, hi, touches)
         z = np.concatenate([[0.0], np.cumsum(slopes)])
         x = z + np.mean(y - z)

@@ -5,6 +5,7 @@ import pytest
 
 from dubalign.errors import AlignmentError, ParameterError
 from dubalign.path import (
+    PathConstraints,
     WarpPath,
     band_around,
     dense_band,
@@ -88,7 +89,7 @@ HAND_4X5 = [
 def test_hand_4x5_takes_the_2_3_step(solver):
     # From (0, 0) to row 3: diagonal 1+9+9=19; (3,2) 1+9+9+pen; (1,1)+(2,3) 1+4.5+0+pen;
     # (2,3)+(1,1) mean(1,0)+0+0+pen = 0.55 wins.
-    path = solver(*_full(HAND_4X5), start_cols=(0, 0), end_cols=None, jump_penalty=0.05)
+    path = solver(*_full(HAND_4X5), start_cols=(0, 0), end_cols=None, constraints=PathConstraints(jump_penalty=0.05))
     assert _cells(path) == [(0, 0), (1, 1), (1, 2), (2, 3), (3, 4)]
     assert path.cost == pytest.approx(0.55 / 4)
 
@@ -99,7 +100,7 @@ def test_hand_4x5_end_range_and_penalty(solver):
     assert _cells(path) == [(0, 0), (1, 1), (2, 2), (3, 3)]
     assert path.cost == pytest.approx(19 / 4)
     # A large penalty makes any rate change dearer than the diagonal's 19.
-    path = solver(*_full(HAND_4X5), start_cols=(0, 0), jump_penalty=100.0)
+    path = solver(*_full(HAND_4X5), start_cols=(0, 0), constraints=PathConstraints(jump_penalty=100.0))
     assert _cells(path) == [(0, 0), (1, 1), (2, 2), (3, 3)]
 
 
@@ -150,18 +151,19 @@ def _random_case(rng):
         {"max_step": 4, "jump_penalty": 0.2},
         {"min_slope": 0.5, "max_slope": 2.0},
     ][int(rng.integers(0, 4))]
-    return costs, col_start, dict(start_cols=start, end_cols=end, **options)
+    return costs, col_start, dict(start_cols=start, end_cols=end), options
 
 
-def _solve_both(costs, col_start, kwargs):
+def _solve_both(costs, col_start, ends, options):
     """Solve with numba and the reference; assert they agree exactly. None when unsolvable (both raise)."""
+    constraints = PathConstraints(**options)
     try:
-        expected = solve_path_reference(costs, col_start, **kwargs)
+        expected = solve_path_reference(costs, col_start, **ends, constraints=constraints)
     except AlignmentError:
         with pytest.raises(AlignmentError):
-            solve_path(costs, col_start, **kwargs)
+            solve_path(costs, col_start, **ends, constraints=constraints)
         return None
-    got = solve_path(costs, col_start, **kwargs)
+    got = solve_path(costs, col_start, **ends, constraints=constraints)
     np.testing.assert_array_equal(got.dub_frames, expected.dub_frames)
     np.testing.assert_array_equal(got.pic_frames, expected.pic_frames)
     assert got.cost == expected.cost
@@ -171,8 +173,8 @@ def _solve_both(costs, col_start, kwargs):
 def test_numba_matches_reference_on_random_bands(rng):
     n_solved = 0
     for _ in range(400):
-        costs, col_start, kwargs = _random_case(rng)
-        n_solved += _solve_both(costs, col_start, kwargs) is not None
+        costs, col_start, ends, options = _random_case(rng)
+        n_solved += _solve_both(costs, col_start, ends, options) is not None
     assert n_solved > 200  # the comparison must mostly run on solvable cases
 
 
@@ -204,7 +206,7 @@ def test_dense_band_matches_full_matrix(rng):
 def test_slope_limits_hold_on_every_run(rng, options):
     # No penalty and pure noise: the path changes rate as often as it can.
     costs = rng.uniform(size=(200, 260)).astype(np.float32)
-    path = solve_path(*_full(costs), start_cols=(0, 40), jump_penalty=0.0, **options)
+    path = solve_path(*_full(costs), start_cols=(0, 40), constraints=PathConstraints(jump_penalty=0.0, **options))
     lo, hi = step_pattern(**options).slope_range
     d_row = np.diff(path.dub_frames)
     d_col = np.diff(path.pic_frames)
@@ -266,7 +268,7 @@ def test_bad_inputs_raise_parameter_error():
     with pytest.raises(ParameterError):
         solve_path(costs, col_start, start_cols=(2, 1))
     with pytest.raises(ParameterError):
-        solve_path(costs, col_start, start_cols=(0, 0), min_slope=2.0, max_slope=1.0)
+        solve_path(costs, col_start, start_cols=(0, 0), constraints=PathConstraints(min_slope=2.0, max_slope=1.0))
 
 
 def test_dense_band_raises_for_incompatible_lengths():
@@ -355,7 +357,7 @@ def test_coarse_to_fine_with_corridor(rng):
 def test_hand_pause_is_squeezed_with_1_0_moves(solver):
     costs = [[0, 9, 9], [9, 0, 9], [9, 0, 9], [9, 0, 9], [9, 9, 0]]
     pause = np.array([False, True, True, True, False])
-    path = solver(*_full(costs), start_cols=(0, 0), pause_rows=pause, pause_penalty=0.05)
+    path = solver(*_full(costs), start_cols=(0, 0), constraints=PathConstraints(pause_rows=pause, pause_penalty=0.05))
     assert _cells(path) == [(0, 0), (1, 1), (2, 1), (3, 1), (4, 2)]
     assert path.cost == pytest.approx(2 * 0.05 / 5)  # every row on a zero cell, two (1, 0) moves
 
@@ -364,8 +366,8 @@ def test_hand_pause_is_squeezed_with_1_0_moves(solver):
 def test_hand_pause_is_stretched_with_0_1_moves(solver):
     costs = [[0, 9, 9, 9, 9], [9, 0, 1, -3, 9], [9, 9, 9, 9, 0]]
     pause = np.array([False, True, False])
-    kwargs = dict(start_cols=(0, 0), pause_rows=pause, pause_penalty=0.05, pause_weight=0.1)
-    path = solver(*_full(costs), **kwargs)
+    constraints = PathConstraints(pause_rows=pause, pause_penalty=0.05, pause_weight=0.1)
+    path = solver(*_full(costs), start_cols=(0, 0), constraints=constraints)
     assert _cells(path) == [(0, 0), (1, 1), (1, 2), (1, 3), (2, 4)]
     # Row 1 is charged once (its first cell); the (0, 1) moves cost 0.1 * 1 + 0.05 and
     # 0.1 * max(-3, 0) + 0.05: a negative cell earns nothing.
@@ -376,9 +378,11 @@ def test_squeeze_needs_two_pause_rows():
     costs = [[0, 9, 9, 9], [9, 0, 9, 9], [9, 0, 9, 9], [9, 0, 9, 9], [9, 9, 0, 9]]
     plain = solve_path(*_full(costs), start_cols=(0, 0))
     # A lone pause row admits no (1, 0) move, and (0, 1) moves do not help here.
-    lone = solve_path(*_full(costs), start_cols=(0, 0), pause_rows=np.array([0, 0, 1, 0, 0], dtype=bool))
+    lone_pause = PathConstraints(pause_rows=np.array([0, 0, 1, 0, 0], dtype=bool))
+    lone = solve_path(*_full(costs), start_cols=(0, 0), constraints=lone_pause)
     assert _cells(lone) == _cells(plain) and lone.cost == plain.cost
-    run = solve_path(*_full(costs), start_cols=(0, 0), pause_rows=np.array([0, 1, 1, 1, 0], dtype=bool))
+    run_pause = PathConstraints(pause_rows=np.array([0, 1, 1, 1, 0], dtype=bool))
+    run = solve_path(*_full(costs), start_cols=(0, 0), constraints=run_pause)
     assert run.cost < plain.cost
 
 
@@ -386,7 +390,8 @@ def test_squeeze_needs_two_pause_rows():
 def test_flat_costs_stay_diagonal_through_pauses(fill):
     pause = np.zeros(50, dtype=bool)
     pause[10:40] = True
-    path = solve_path(*_full(np.full((50, 80), fill)), start_cols=(10, 10), pause_rows=pause)
+    costs = np.full((50, 80), fill)
+    path = solve_path(*_full(costs), start_cols=(10, 10), constraints=PathConstraints(pause_rows=pause))
     assert _cells(path) == [(i, 10 + i) for i in range(50)]
 
 
@@ -416,8 +421,9 @@ def _planted_pauses(rng):
 
 def test_planted_pauses_are_recovered_only_with_pause_rows(rng):
     costs, pause, truth = _planted_pauses(rng)
-    col_start, width = dense_band(200, 240, start_cols=(0, 40), pause_rows=pause)
-    path = solve_path(_band_of(costs, col_start, width), col_start, start_cols=(0, 40), pause_rows=pause)
+    with_pauses = PathConstraints(pause_rows=pause)
+    col_start, width = dense_band(200, 240, start_cols=(0, 40), constraints=with_pauses)
+    path = solve_path(_band_of(costs, col_start, width), col_start, start_cols=(0, 40), constraints=with_pauses)
     assert np.abs(_row_mean(path) - truth).max() <= 1.0
     assert np.abs(_row_mean(path)[~pause] - truth[~pause]).max() <= 1.0
     # Without the mask the slope limits forbid both pauses: the words drift by many frames.
@@ -431,7 +437,8 @@ def test_coarse_to_fine_follows_planted_pauses(rng):
     costs, pause, truth = _planted_pauses(rng)
     cost_fn, calls = _pooling_cost_fn(costs)
     path = solve_coarse_to_fine(
-        cost_fn, 200, 240, start_cols=(0, 40), factor=4, radius=12, direct_max_cells=0, pause_rows=pause
+        cost_fn, 200, 240, start_cols=(0, 40), factor=4, radius=12, direct_max_cells=0,
+        constraints=PathConstraints(pause_rows=pause),
     )
     assert calls == [4, 1]
     assert np.abs(_row_mean(path)[~pause] - truth[~pause]).max() <= 2.0
@@ -448,13 +455,13 @@ def _random_pauses(rng, n):
 def test_numba_matches_reference_with_pauses(rng):
     n_solved = n_moves = 0
     for _ in range(400):
-        costs, col_start, kwargs = _random_case(rng)
+        costs, col_start, ends, options = _random_case(rng)
         if rng.uniform() < 0.3:
             costs = costs - 0.5  # negative cells: (0, 1) moves must not gain from them
-        kwargs["pause_rows"] = _random_pauses(rng, costs.shape[0])
-        kwargs["pause_penalty"] = float(rng.choice([0.0, 0.05, 0.3]))
-        kwargs["pause_weight"] = float(rng.choice([0.0, 0.1, 1.0]))
-        got = _solve_both(costs, col_start, kwargs)
+        options["pause_rows"] = _random_pauses(rng, costs.shape[0])
+        options["pause_penalty"] = float(rng.choice([0.0, 0.05, 0.3]))
+        options["pause_weight"] = float(rng.choice([0.0, 0.1, 1.0]))
+        got = _solve_both(costs, col_start, ends, options)
         if got is None:
             continue
         n_solved += 1
@@ -468,7 +475,8 @@ def test_slope_limits_hold_in_speech_runs_with_pauses(rng):
     costs = rng.uniform(-1, 1, size=(200, 330)).astype(np.float32)
     pause = np.zeros(200, dtype=bool)
     pause[30:45] = pause[90:100] = pause[150:170] = True
-    path = solve_path(*_full(costs), start_cols=(0, 40), jump_penalty=0.0, pause_rows=pause, pause_penalty=0.0)
+    constraints = PathConstraints(jump_penalty=0.0, pause_rows=pause, pause_penalty=0.0)
+    path = solve_path(*_full(costs), start_cols=(0, 40), constraints=constraints)
     assert np.arange(200).tolist() == np.unique(path.dub_frames).tolist()
     first = np.array([path.pic_frames[path.dub_frames == i].min() for i in range(200)])
     last = np.array([path.pic_frames[path.dub_frames == i].max() for i in range(200)])
@@ -488,7 +496,8 @@ def test_dense_band_opens_inside_pauses():
     pause = np.zeros(300, dtype=bool)
     pause[100:150] = True
     plain, w_plain = dense_band(300, 2000, start_cols=(10, 10))
-    col_start, width = dense_band(300, 2000, start_cols=(10, 10), pause_rows=pause, max_pause_stretch=4.0)
+    stretchy = PathConstraints(pause_rows=pause, pause_max_slope=4.0)
+    col_start, width = dense_band(300, 2000, start_cols=(10, 10), constraints=stretchy)
     lo, hi = col_start, col_start + width - 1
     i = np.arange(300)
     # a pause squeezed to nothing: 200 speech rows at 2/3; stretched: 49 pause steps at 4
@@ -513,16 +522,32 @@ def test_find_pauses():
         find_pauses(np.ones((3, 2)))
 
 
+def test_constraints_copy_check_and_pool_their_masks():
+    pause = np.array([0, 0, 0, 0, 0, 0, 1, 0, 1], dtype=bool)
+    constraints = PathConstraints(pause_rows=pause)
+    pause[0] = True  # the caller's array may change; the frozen constraints may not
+    assert not constraints.pause_rows[0]
+    with pytest.raises(ValueError):
+        constraints.pause_rows[0] = True
+    with pytest.raises(ParameterError, match="one entry per dub row"):
+        constraints.check(8)
+    coarse = constraints.pooled(4)  # rows 0-3, 4-7, 8 (padded)
+    assert coarse.pause_rows.tolist() == [False, True, True]
+    assert coarse.soft_rows is None and coarse.min_slope == constraints.min_slope
+
+
 def test_bad_pause_options_raise():
     costs, col_start = _full(np.zeros((4, 4)))
     with pytest.raises(ParameterError):
-        solve_path(costs, col_start, start_cols=(0, 0), pause_rows=np.ones(3, dtype=bool))
+        solve_path(costs, col_start, start_cols=(0, 0), constraints=PathConstraints(pause_rows=np.ones(3, dtype=bool)))
     with pytest.raises(ParameterError):
-        solve_path(costs, col_start, start_cols=(0, 0), pause_rows=np.ones(4))  # not bool
+        solve_path(costs, col_start, start_cols=(0, 0), constraints=PathConstraints(pause_rows=np.ones(4)))  # not bool
     with pytest.raises(ParameterError):
-        solve_path(costs, col_start, start_cols=(0, 0), pause_penalty=-1.0)
+        solve_path(costs, col_start, start_cols=(0, 0), constraints=PathConstraints(pause_penalty=-1.0))
     with pytest.raises(ParameterError):
-        dense_band(4, 4, start_cols=(0, 0), pause_rows=np.ones(4, dtype=bool), max_pause_stretch=1.0)
+        dense_band(
+            4, 4, start_cols=(0, 0), constraints=PathConstraints(pause_rows=np.ones(4, dtype=bool), pause_max_slope=1.0)
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -542,7 +567,8 @@ def _planted_tail(rng):
 def test_planted_tail_is_squeezed_only_in_soft_rows(rng):
     costs, soft, truth = _planted_tail(rng)
     col_start = np.zeros(140, dtype=np.int64)
-    path = solve_path(costs, col_start, start_cols=(10, 10), soft_rows=soft, soft_min_slope=0.5)
+    tails = PathConstraints(soft_rows=soft, soft_min_slope=0.5)
+    path = solve_path(costs, col_start, start_cols=(10, 10), constraints=tails)
     assert np.abs(_row_mean(path) - truth).max() <= 1.0
     # the 1/2 steps stay inside the soft rows: outside them every run keeps slope >= 2/3
     slopes = np.diff(_row_mean(path))
@@ -556,18 +582,40 @@ def test_planted_tail_is_squeezed_only_in_soft_rows(rng):
 def test_uniform_soft_rows_equal_plain_limits(rng, soft_value):
     # all rows soft: the lower limit everywhere; no row soft: the usual limit everywhere
     for _ in range(60):
-        costs, col_start, kwargs = _random_case(rng)
-        kwargs = {k: v for k, v in kwargs.items() if k not in ("min_slope", "max_step")}
-        soft = np.full(costs.shape[0], soft_value)
+        costs, col_start, ends, options = _random_case(rng)
+        options = {k: v for k, v in options.items() if k not in ("min_slope", "max_step")}
+        soft = PathConstraints(soft_rows=np.full(costs.shape[0], soft_value), soft_min_slope=0.5, **options)
         try:
-            plain = solve_path(costs, col_start, min_slope=0.5 if soft_value else 2 / 3, **kwargs)
+            plain = solve_path(
+                costs, col_start, **ends, constraints=PathConstraints(min_slope=0.5 if soft_value else 2 / 3, **options)
+            )
         except AlignmentError:
             with pytest.raises(AlignmentError):
-                solve_path(costs, col_start, soft_rows=soft, soft_min_slope=0.5, **kwargs)
+                solve_path(costs, col_start, **ends, constraints=soft)
             continue
-        with_soft = solve_path(costs, col_start, soft_rows=soft, soft_min_slope=0.5, **kwargs)
+        with_soft = solve_path(costs, col_start, **ends, constraints=soft)
         assert _cells(with_soft) == _cells(plain)
         assert with_soft.cost == plain.cost
+
+
+def test_numba_matches_reference_with_soft_rows(rng):
+    n_solved = n_soft_used = 0
+    for _ in range(400):
+        costs, col_start, ends, options = _random_case(rng)
+        plain_options = dict(options)
+        options["soft_rows"] = rng.uniform(size=costs.shape[0]) < 0.6
+        options["soft_min_slope"] = 0.5 * options.get("min_slope", 2 / 3)
+        got = _solve_both(costs, col_start, ends, options)
+        if got is None:
+            continue
+        n_solved += 1
+        try:
+            plain = solve_path(costs, col_start, **ends, constraints=PathConstraints(**plain_options))
+        except AlignmentError:
+            plain = None
+        n_soft_used += plain is None or _cells(plain) != _cells(got)
+    assert n_solved > 200
+    assert n_soft_used > 20  # the slow steps were actually taken
 
 
 def test_coarse_to_fine_follows_a_planted_tail(rng):
@@ -575,7 +623,7 @@ def test_coarse_to_fine_follows_a_planted_tail(rng):
     cost_fn, calls = _pooling_cost_fn(costs)
     path = solve_coarse_to_fine(
         cost_fn, 140, 160, start_cols=(0, 20), factor=2, direct_max_cells=0,
-        soft_rows=soft, soft_min_slope=0.5,
+        constraints=PathConstraints(soft_rows=soft, soft_min_slope=0.5),
     )
     assert calls == [2, 1]
     assert np.abs(_row_mean(path) - truth).max() <= 1.0
@@ -583,9 +631,10 @@ def test_coarse_to_fine_follows_a_planted_tail(rng):
 
 def test_bad_soft_options_raise():
     costs, col_start = _full(np.zeros((4, 6)))
+    few, soft = np.ones(3, bool), np.ones(4, bool)
     with pytest.raises(ParameterError, match="soft_rows must be a bool array"):
-        solve_path(costs, col_start, start_cols=(0, 0), soft_rows=np.ones(3, bool), soft_min_slope=0.5)
+        solve_path(costs, col_start, start_cols=(0, 0), constraints=PathConstraints(soft_rows=few, soft_min_slope=0.5))
     with pytest.raises(ParameterError, match="soft_min_slope"):
-        solve_path(costs, col_start, start_cols=(0, 0), soft_rows=np.ones(4, bool), soft_min_slope=0.9)
+        solve_path(costs, col_start, start_cols=(0, 0), constraints=PathConstraints(soft_rows=soft, soft_min_slope=0.9))
     with pytest.raises(ParameterError, match="soft_min_slope"):
-        solve_path(costs, col_start, start_cols=(0, 0), soft_rows=np.ones(4, bool))
+        solve_path(costs, col_start, start_cols=(0, 0), constraints=PathConstraints(soft_rows=soft))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dubalign.errors import ParameterError
-from dubalign.path import WarpPath, solve_path
+from dubalign.path import PathConstraints, WarpPath, solve_path
 from dubalign.timemap import TimeMap, path_to_timemap
 from dubalign.units import PATH_RATE
 
@@ -103,7 +103,7 @@ def test_constant_stretch_path_keeps_its_slope():
 def test_impossible_jump_is_limited_and_centred():
     rows = np.arange(200)
     cols = rows + np.where(rows < 100, 0, 60)  # a 60-frame jump between two rows
-    tm = path_to_timemap(_path(rows, cols), min_stretch=2 / 3, max_stretch=1.5)
+    tm = path_to_timemap(_path(rows, cols), constraints=PathConstraints(min_slope=2 / 3, max_slope=1.5))
     s = tm.stretch()
     assert s.min() >= 2 / 3 - 1e-12 and s.max() <= 1.5 + 1e-12
     assert (np.diff(tm.pic_t) > 0).all()
@@ -141,7 +141,7 @@ def test_single_row_path():
 def test_path_to_timemap_rejects_bad_options():
     path = _path([0, 1, 2], [0, 1, 2])
     with pytest.raises(ParameterError):
-        path_to_timemap(path, min_stretch=1.2)
+        path_to_timemap(path, constraints=PathConstraints(min_slope=1.2))
     with pytest.raises(ParameterError):
         path_to_timemap(path, dub_speech=np.ones(5))
 
@@ -161,7 +161,7 @@ def _squeezed_pause_path():
 def test_squeezed_pause_keeps_the_words_straight():
     path, cols, pause = _squeezed_pause_path()
     speech = np.where(pause, 0.0, 1.0)
-    tm = path_to_timemap(path, dub_speech=speech, pause_rows=pause)
+    tm = path_to_timemap(path, dub_speech=speech, constraints=PathConstraints(pause_rows=pause))
     s = tm.stretch()
     assert (np.diff(tm.pic_t) > 0).all()
     assert s.min() >= 0.05 - 1e-12
@@ -182,7 +182,7 @@ def test_stretched_pause_lets_the_picture_run_ahead():
     cols = np.concatenate([np.arange(100), 100 + np.arange(30), np.arange(130, 227)])
     pause = np.zeros(200, dtype=bool)
     pause[100:103] = True
-    tm = path_to_timemap(_path(rows, cols), pause_rows=pause)
+    tm = path_to_timemap(_path(rows, cols), constraints=PathConstraints(pause_rows=pause))
     s = tm.stretch()
     assert s.max() <= 8.0 + 1e-12 and (np.diff(tm.pic_t) > 0).all()
     truth = np.bincount(rows, weights=cols) / np.bincount(rows)
@@ -196,11 +196,11 @@ def test_stretched_pause_lets_the_picture_run_ahead():
 def test_pause_options_are_checked():
     path, _, pause = _squeezed_pause_path()
     with pytest.raises(ParameterError):
-        path_to_timemap(path, pause_rows=pause[:-1])
+        path_to_timemap(path, constraints=PathConstraints(pause_rows=pause[:-1]))
     with pytest.raises(ParameterError):
-        path_to_timemap(path, pause_rows=pause, pause_min_stretch=0.0)
+        path_to_timemap(path, constraints=PathConstraints(pause_rows=pause, pause_min_slope=0.0))
     with pytest.raises(ParameterError):
-        path_to_timemap(path, pause_rows=pause, pause_max_stretch=1.2)
+        path_to_timemap(path, constraints=PathConstraints(pause_rows=pause, pause_max_slope=1.2))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,7 +217,7 @@ def _squeezed_tail_path():
 
 def test_soft_rows_may_be_squeezed_below_min_stretch():
     path, cols, soft = _squeezed_tail_path()
-    tm = path_to_timemap(path, soft_rows=soft, soft_min_stretch=0.5)
+    tm = path_to_timemap(path, constraints=PathConstraints(soft_rows=soft, soft_min_slope=0.5))
     pic = tm.pic_t * PATH_RATE
     assert np.abs(pic - cols).max() <= 2.0  # the smoother rounds the corners
     stretch = tm.stretch()
@@ -231,8 +231,8 @@ def test_soft_rows_may_be_squeezed_below_min_stretch():
 def test_soft_options_are_checked():
     path, _, soft = _squeezed_tail_path()
     with pytest.raises(ParameterError, match="soft_rows must be"):
-        path_to_timemap(path, soft_rows=soft[:-1], soft_min_stretch=0.5)
-    with pytest.raises(ParameterError, match="soft_min_stretch"):
-        path_to_timemap(path, soft_rows=soft)
-    with pytest.raises(ParameterError, match="soft_min_stretch"):
-        path_to_timemap(path, soft_rows=soft, soft_min_stretch=0.9)
+        path_to_timemap(path, constraints=PathConstraints(soft_rows=soft[:-1], soft_min_slope=0.5))
+    with pytest.raises(ParameterError, match="soft_min_slope"):
+        path_to_timemap(path, constraints=PathConstraints(soft_rows=soft))
+    with pytest.raises(ParameterError, match="soft_min_slope"):
+        path_to_timemap(path, constraints=PathConstraints(soft_rows=soft, soft_min_slope=0.9))
