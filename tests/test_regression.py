@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dubalign import benchmark as B
+import benchmarks as B
 
 GRID = Path(__file__).resolve().parent / "data" / "grid"
 WARPED_CLIPS = ("bbir8p", "bbwm4n")
@@ -58,7 +58,7 @@ def run_regression(cache_dir: Path) -> B.BenchmarkResults:
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory) -> B.BenchmarkResults:
-    pytest.importorskip("dubalign.align")
+    pytest.importorskip("dubalign.pipeline")
     return run_regression(tmp_path_factory.mktemp("regression_cases"))
 
 

@@ -1,0 +1,127 @@
+"""The dubalign benchmark (../shared/BENCHMARK.md), kept outside the installed package.
+
+It builds cases with a known answer, runs dubalign and reference methods on them, and scores
+every output from its audio alone::
+
+    cases.py    the cases of each track (warped; spliced, fluent, natural re-performance)
+    scoring.py  the scorer, with audio features of its own (independent of the code it scores)
+    methods.py  dubalign and the reference methods; ``evaluate`` runs them over cases
+    report.py   per-run records, pooled tables, results.md / results.json
+
+Run it with ``python scripts/benchmark.py`` from the repository root; the tests import it as
+``benchmarks`` (pytest puts the repository root on the path).
+"""
+
+from .cases import (
+    CONDITIONS,
+    DUB_SR,
+    FLUENT_JITTER_S,
+    GRID_STYLES,
+    KINDS,
+    NATURAL_LEAD_S,
+    PICTURE_AUDIO_SR,
+    TRACKS,
+    WARP_OFFSET_S,
+    WARP_RATE_RANGE,
+    Case,
+    GridCorpus,
+    Truth,
+    Word,
+    babble,
+    build_cases,
+    build_natural_case,
+    build_reperformance_case,
+    build_warped_case,
+    choose_donors,
+    find_cases,
+    load_case,
+    natural_pairs,
+    picture_duration,
+    random_warp,
+    read_grid_align,
+    read_word_table,
+    stream_starts,
+    word_map,
+)
+from .methods import (
+    METHODS,
+    PICTURE_INDEPENDENT,
+    MethodOutput,
+    best_shift,
+    check_selection,
+    evaluate,
+    run_method,
+    shift_dub,
+    speech_times,
+)
+from .report import BenchmarkResults, RunRecord, write_results
+from .scoring import (
+    ACCEPTABLE_MS,
+    INSYNC_MS,
+    TIGHT_MS,
+    Metrics,
+    Score,
+    pool,
+    read_scoring_audio,
+    score_case,
+    score_warped,
+    score_words,
+    scorer_log_mel_db,
+    scorer_speech_mask,
+)
+
+__all__ = [
+    "ACCEPTABLE_MS",
+    "CONDITIONS",
+    "DUB_SR",
+    "FLUENT_JITTER_S",
+    "GRID_STYLES",
+    "INSYNC_MS",
+    "KINDS",
+    "METHODS",
+    "NATURAL_LEAD_S",
+    "PICTURE_AUDIO_SR",
+    "PICTURE_INDEPENDENT",
+    "TIGHT_MS",
+    "TRACKS",
+    "WARP_OFFSET_S",
+    "WARP_RATE_RANGE",
+    "BenchmarkResults",
+    "Case",
+    "GridCorpus",
+    "MethodOutput",
+    "Metrics",
+    "RunRecord",
+    "Score",
+    "Truth",
+    "Word",
+    "babble",
+    "best_shift",
+    "build_cases",
+    "build_natural_case",
+    "build_reperformance_case",
+    "build_warped_case",
+    "check_selection",
+    "choose_donors",
+    "evaluate",
+    "find_cases",
+    "load_case",
+    "natural_pairs",
+    "picture_duration",
+    "pool",
+    "random_warp",
+    "read_grid_align",
+    "read_scoring_audio",
+    "read_word_table",
+    "run_method",
+    "score_case",
+    "score_warped",
+    "score_words",
+    "scorer_log_mel_db",
+    "scorer_speech_mask",
+    "shift_dub",
+    "speech_times",
+    "stream_starts",
+    "word_map",
+    "write_results",
+]
