@@ -9,12 +9,18 @@ with how wide the mouth is open). Frames without a face are marked and carry zer
 from __future__ import annotations
 
 import importlib.resources
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import cv2
 import numpy as np
 
+from . import media
 from .errors import AlignmentError, MediaError
 
 # MediaPipe face-mesh indices: outer lip contour (20) then inner lip contour (20).
@@ -31,6 +37,11 @@ CROP_DROP_EYES = 0.05  # crop centre below the lip centre, in eye distances (inc
 ACTIVITY_SMOOTH = 5  # frames over which mouth activity is averaged
 MAX_FACES = 2  # faces tracked at once; the speaking one is kept
 MATCH_RADIUS = 0.15  # a detection continues a track when its mouth moved less than this share of the frame
+FACE_PROBES = 5  # frames looked at first to count the faces on screen (one face: faster tracking)
+FACE_PROBE_MIN_S = 15.0  # s: shorter pictures skip that probe and track up to MAX_FACES
+PARALLEL_LIPS_MIN_S = 20.0  # s: pictures this long have their lips tracked by several processes
+MAX_LIP_WORKERS = 4  # at most this many lip-tracking processes
+PROGRESS_POLL_S = 0.25  # s between progress updates while workers track lips
 
 
 @dataclass(frozen=True)
@@ -339,3 +350,139 @@ def _speaking_score(c: dict, audio_energy: Callable[[np.ndarray], np.ndarray] | 
     if np.std(e) < 1e-6 or np.std(opening[p]) < 1e-6:
         return motion
     return float(np.corrcoef(opening[p], e)[0, 1]) * p.mean() + 1e-3 * motion
+
+
+# ----------------------------------------------------------------------------- a whole picture
+
+
+@dataclass(frozen=True)
+class TrackedRun:
+    """One run of frames tracked by one landmarker (one process), with what it cost."""
+
+    candidates: FaceCandidates
+    decode_s: float  # s of decoding and scaling frames
+    landmarks_s: float  # s inside the face landmarker
+
+
+@dataclass(frozen=True)
+class PictureTracking:
+    """The speaking face's lips over a picture region, and what finding them cost."""
+
+    track: LipTrack
+    timings: dict  # s per step: face_probe, decode, landmarks (CPU, all workers), lips_wall
+    workers: int  # processes that tracked it
+
+
+def track_picture(
+    picture: str | Path,
+    *,
+    start: float = 0.0,
+    end: float | None = None,
+    duration: float,
+    fps: float,
+    workers: int = 0,
+    audio_energy: Callable[[np.ndarray], np.ndarray] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> PictureTracking:
+    """Track the speaking face over [start, end) s of ``picture`` (``duration`` s long).
+
+    Frame times in the result are relative to ``start``. ``workers`` 0 picks one process per core
+    (up to MAX_LIP_WORKERS) for pictures of PARALLEL_LIPS_MIN_S or more, else one.
+    ``on_progress(done, expected)`` reports frames tracked.
+    """
+    stop = start + duration
+    expected = int(round(duration * fps)) if fps else 0
+    workers = workers or (min(os.cpu_count() or 1, MAX_LIP_WORKERS) if duration >= PARALLEL_LIPS_MIN_S else 1)
+    timings: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    max_faces = MAX_FACES
+    if duration >= FACE_PROBE_MIN_S:  # the probe costs ~1 s: worth it on longer pictures only
+        probe_times = np.linspace(start, stop, FACE_PROBES + 2)[1:-1]
+        max_faces = count_faces(_frame_at(picture, t) for t in probe_times) or MAX_FACES
+    timings["face_probe"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    if workers <= 1:
+        progress = (lambda n: on_progress(n, expected)) if on_progress else None
+        runs = [_track_run(picture, start, end, max_faces, on_frame=progress)]
+    else:
+        bounds = [start + k * duration / workers for k in range(workers)] + [end]
+        spans = list(zip(bounds[:-1], bounds[1:], strict=True))
+        runs = _track_parallel(picture, spans, max_faces, on_progress, expected)
+    timings["decode"] = sum(r.decode_s for r in runs)
+    timings["landmarks"] = sum(r.landmarks_s for r in runs)
+    timings["lips_wall"] = time.perf_counter() - t0
+    parts = [replace(r.candidates, times=r.candidates.times - start) for r in runs]
+    return PictureTracking(
+        track=choose_speaker(parts, audio_energy=audio_energy), timings=timings, workers=len(runs)
+    )
+
+
+def _frame_at(picture: str | Path, t: float) -> np.ndarray:
+    """The picture's frame at time ``t`` (s), as rgb."""
+    return next(iter(media.iter_frames(picture, start=t)))[1]
+
+
+def _track_run(
+    picture: str | Path, start: float, end: float | None, max_faces: int,
+    on_frame: Callable[[int], None] | None = None,
+) -> TrackedRun:
+    """Track faces over [start, end) s of the picture; frame times stay relative to the file."""
+    decode_time = 0.0
+    it = media.iter_frames(picture, start=start, end=end)
+
+    def frames() -> Iterator[tuple[float, np.ndarray]]:
+        nonlocal decode_time
+        while True:
+            t1 = time.perf_counter()
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+            finally:
+                decode_time += time.perf_counter() - t1
+            yield item
+
+    t0 = time.perf_counter()
+    candidates = track_faces(frames(), max_faces=max_faces, on_frame=on_frame)
+    return TrackedRun(candidates, decode_time, time.perf_counter() - t0 - decode_time)
+
+
+# A worker process's share of the progress counter. It can only reach a worker through the pool's
+# initializer (a shared Value cannot be pickled into a task), hence a module-level slot.
+_frames_done = None
+
+
+def _init_lips_worker(counter) -> None:
+    global _frames_done
+    _frames_done = counter
+
+
+def _track_run_in_worker(picture: str, start: float, end: float | None, max_faces: int) -> TrackedRun:
+    last = [0]
+
+    def count(n: int) -> None:
+        with _frames_done.get_lock():
+            _frames_done.value += n - last[0]
+        last[0] = n
+
+    return _track_run(picture, start, end, max_faces, on_frame=count)
+
+
+def _track_parallel(
+    picture: str | Path, spans: list[tuple[float, float | None]], max_faces: int,
+    on_progress: Callable[[int, int], None] | None, expected: int,
+) -> list[TrackedRun]:
+    """Track each span in its own process (MediaPipe runs one frame at a time per landmarker)."""
+    ctx = multiprocessing.get_context("spawn")  # mediapipe's threads do not survive a fork
+    counter = ctx.Value("i", 0)
+    with ProcessPoolExecutor(len(spans), mp_context=ctx, initializer=_init_lips_worker, initargs=(counter,)) as ex:
+        futures = [ex.submit(_track_run_in_worker, str(picture), a, b, max_faces) for a, b in spans]
+        while not all(f.done() for f in futures):
+            wait(futures, timeout=PROGRESS_POLL_S, return_when=FIRST_EXCEPTION)
+            if on_progress is not None:
+                on_progress(counter.value, expected)
+            if any(f.done() and f.exception() is not None for f in futures):
+                break
+        return [f.result() for f in futures]

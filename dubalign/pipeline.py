@@ -10,13 +10,11 @@ dumps plug in. Progress inside a stage arrives as ``hook("progress", Progress(..
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
-import multiprocessing
-import os
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -25,12 +23,13 @@ import numpy as np
 from . import media
 from .audio import frame_energy_db, log_mel, speech_activity, to_analysis
 from .errors import AlignmentError, ParameterError
-from .lips import MAX_FACES, FaceCandidates, LipTrack, choose_speaker, count_faces, track_faces
-from .path import WarpPath, band_around, find_pauses, solve_coarse_to_fine
+from .files import atomic_output, atomic_outputs, check_distinct, check_writable, write_json_to
+from .lips import LipTrack, track_picture
+from .path import PathConstraints, WarpPath, band_around, find_pauses, solve_coarse_to_fine
 from .render import render
 from .sync import SyncFeatures, guide_agreement, guide_weight, sync_features
 from .timemap import TimeMap, path_to_timemap
-from .units import FEATURE_RATE, PATH_RATE
+from .units import FEATURE_RATE, PATH_RATE, frames_to_seconds
 
 Hook = Callable[[str, object], None]
 
@@ -40,15 +39,14 @@ FACE_GAP_WARN_S = 1.0  # a single stretch without a face this long earns a warni
 LOW_CONFIDENCE = 0.35  # overall confidence under this earns a warning
 CONFIDENCE_TOLERANCE = 4  # frames (40 ms): probability mass this close to the path counts as sure
 CONFIDENCE_RADIUS = 150  # frames each side of the path against which its cells are compared
-FACE_PROBES = 5  # frames looked at first to count the faces on screen (one face: faster tracking)
-FACE_PROBE_MIN_S = 15.0  # s: shorter pictures skip that probe and track up to MAX_FACES
 # Lips-only maps are placed this much later (s): the centre of the BT.1359 window. On the dev
 # benchmark's warped cases, lips only: 58.4 -> 66.2 % in sync; re-performance 36.4 -> 36.8 %.
 LIPS_ONLY_AIM_S = 0.040
-PARALLEL_LIPS_MIN_S = 20.0  # s: pictures this long have their lips tracked by several processes
-MAX_LIP_WORKERS = 4  # at most this many lip-tracking processes
-PROGRESS_POLL_S = 0.25  # s between progress updates while workers track lips
 LONG_LINE_S = 20.0  # s: longer dubs are solved in a corridor of +-2 --max-shift, coarse-to-fine
+WAV_SUFFIXES = (".wav", ".wave", ".bwf")  # output names dubalign accepts: it writes WAV audio
+REPORT_MAP_TOLERANCE_S = 1e-4  # the report's time map: knots to 0.1 ms, straight runs merged
+REPORT_STRETCH_DELTA = 0.05  # the report names regions stretched more than 5 % either way...
+REPORT_STRETCH_MIN_S = 0.1  # ...and lasting this long (s of dub) at least
 EXTREME_STRETCH_MARGIN = 0.03  # stretch within this of a limit counts as 'at the limit'
 # The fading tails of words (speech activity under TAIL_ACTIVITY, outside pauses) may be squeezed
 # to TAIL_MIN_STRETCH: a re-performance's new gaps between words must close up, and the tails in
@@ -126,15 +124,8 @@ class PictureAnalysis:
         arrays = {f"track_{k}": getattr(self.track, k) for k in ("times", "present", "lips", "blendshapes", "crops")}
         if self.audio is not None:
             arrays["audio"] = self.audio
-        out = Path(path)
-        tmp = out.with_name(f".{out.name}.part")
-        try:
-            with open(tmp, "wb") as f:
-                np.savez_compressed(f, meta=json.dumps(meta), **arrays)
-            tmp.replace(out)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        with atomic_output(path) as tmp, open(tmp, "wb") as f:
+            np.savez_compressed(f, meta=json.dumps(meta), **arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> PictureAnalysis:
@@ -155,6 +146,8 @@ class AlignmentResult:
 
     audio : [shape=(n_out, n_channels)] float32 on the picture timeline, n_out = duration * sr
     confidence : [shape=(n_seconds,)] per dub second, in [0, 1] (NaN where the dub is silent)
+    speech_span : (first, last) s of speech in the dub; stretch_range : slowest and fastest local
+        rate inside speech (word bodies; pauses and word tails excluded)
     """
 
     audio: np.ndarray
@@ -168,12 +161,45 @@ class AlignmentResult:
     face: str
     guide_weight: float
     stretch_range: tuple[float, float]
+    speech_span: tuple[float, float]
     timings: dict
     warnings: list[str]
 
-    def to_json(self) -> dict:
-        """A JSON-ready report (everything but the audio)."""
+    def summary(self) -> dict:
+        """What was done, for a person: where the line sits on the picture, shift, stretch, trust."""
+        first, last = (float(t) for t in self.timemap.to_picture(self.speech_span))
+        shift = first - self.speech_span[0]
+        lo, hi = self.stretch_range
+        level = "high" if self.overall_confidence >= 0.7 else "medium" if self.overall_confidence >= LOW_CONFIDENCE \
+            else "low"
+        guide = (
+            "not used" if self.guide_weight == 0 else
+            "used" if self.guide_weight >= 1 else f"used at weight {self.guide_weight:.2f}"
+        )
+        text = (
+            f"The line's speech plays from {first:.3f} s to {last:.3f} s on the picture "
+            f"({'later' if shift >= 0 else 'earlier'} by {abs(shift) * 1000:.0f} ms at its start), "
+            f"speech stretched {lo:.2f}x to {hi:.2f}x; confidence {self.overall_confidence:.2f} ({level}); "
+            f"{self.face}; picture audio as guide: {guide}; "
+            + (f"{len(self.warnings)} warning(s)." if self.warnings else "no warnings.")
+        )
         return {
+            "text": text,
+            "speech_on_picture_s": [round(first, 4), round(last, 4)],
+            "shift_at_start_s": round(shift, 4),
+            "speech_stretch": [round(lo, 3), round(hi, 3)],
+            "stretched_regions": _stretched_regions(self.timemap, self.speech_span),
+            "confidence": round(self.overall_confidence, 3),
+            "confidence_level": level,
+            "face": self.face,
+            "guide": guide,
+            "warnings": list(self.warnings),
+        }
+
+    def to_json(self) -> dict:
+        """A JSON-ready report (everything but the audio), its human summary first."""
+        return {
+            "summary": self.summary(),
             "sample_rate": self.sr,
             "subtype": self.subtype,
             "channels": int(self.audio.shape[1]),
@@ -185,10 +211,45 @@ class AlignmentResult:
             "overall_confidence": round(self.overall_confidence, 3),
             "confidence_per_second": [None if np.isnan(c) else round(float(c), 3) for c in self.confidence],
             "stretch_range": [round(s, 3) for s in self.stretch_range],
+            "speech_span_s": [round(t, 4) for t in self.speech_span],
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
             "warnings": list(self.warnings),
-            "time_map": self.timemap.to_json(),
+            "time_map": report_map(self.timemap),
         }
+
+
+def report_map(timemap: TimeMap, *, tolerance: float = REPORT_MAP_TOLERANCE_S) -> dict:
+    """The time map as the report stores it: knots rounded to ``tolerance`` s, and knots dropped
+    where the map is a straight line within ``tolerance`` (a constant stretch needs two knots)."""
+    dub, pic = timemap.dub_t, timemap.pic_t
+    keep = [0]
+    for j in range(2, len(dub)):
+        i = keep[-1]
+        mid = slice(i + 1, j)
+        line = pic[i] + (dub[mid] - dub[i]) * (pic[j] - pic[i]) / (dub[j] - dub[i])
+        if np.abs(line - pic[mid]).max() > tolerance / 2:
+            keep.append(j - 1)
+    keep.append(len(dub) - 1)
+    digits = int(round(-np.log10(tolerance)))
+    return {"dub_t": [round(float(dub[k]), digits) for k in keep],
+            "pic_t": [round(float(pic[k]), digits) for k in keep]}
+
+
+def _stretched_regions(timemap: TimeMap, span: tuple[float, float]) -> list[dict]:
+    """Where the speech plays noticeably faster or slower than recorded, in picture seconds."""
+    stretch = timemap.stretch()
+    mid = (timemap.dub_t[:-1] + timemap.dub_t[1:]) / 2
+    changed = (np.abs(stretch - 1.0) > REPORT_STRETCH_DELTA) & (mid >= span[0]) & (mid <= span[1])
+    regions = []
+    edges = np.flatnonzero(np.diff(np.r_[0, changed.astype(np.int8), 0]))
+    for a, b in zip(edges[::2], edges[1::2], strict=True):
+        dub_len = timemap.dub_t[b] - timemap.dub_t[a]
+        if dub_len < REPORT_STRETCH_MIN_S:
+            continue
+        pic_len = timemap.pic_t[b] - timemap.pic_t[a]
+        regions.append({"picture_s": [round(float(timemap.pic_t[a]), 3), round(float(timemap.pic_t[b]), 3)],
+                        "stretch": round(float(pic_len / dub_len), 3)})
+    return regions
 
 
 def _noop(stage: str, value: object) -> None:
@@ -211,127 +272,37 @@ def analyze_picture(
     end: float | None = None,
     hook: Hook | None = None,
 ) -> PictureAnalysis:
-    """Decode a picture (or the region [start, end) s of it), track the lips, read its audio."""
+    """Decode a picture (or the region [start, end) s of it), track the lips, read its audio.
+
+    Of ``config`` only ``workers`` is read: the result does not depend on the other options.
+    """
     config.check()
     hook = hook or _noop
     info = media.probe_picture(picture)
     start = 0.0 if start is None else float(start)
     if start < 0 or (end is not None and end <= start):
         raise ParameterError(f"bad picture region {start}..{end} s")
-    timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
-    audio = None
-    if info.has_audio:
-        audio = media.read_picture_audio(picture, start=start, end=end)
-    timings["picture_audio"] = time.perf_counter() - t0
+    audio = media.read_picture_audio(picture, start=start, end=end) if info.has_audio else None
+    audio_s = time.perf_counter() - t0
     hook("picture_audio", audio)
 
-    stop = end if end is not None else info.duration
-    expected = int(round((stop - start) * info.fps)) if info.fps else 0
-    workers = config.workers or (
-        min(os.cpu_count() or 1, MAX_LIP_WORKERS) if stop - start >= PARALLEL_LIPS_MIN_S else 1
+    region = (end if end is not None else info.duration) - start
+    tracking = track_picture(
+        picture, start=start, end=end, duration=region, fps=info.fps, workers=config.workers,
+        audio_energy=_envelope_fn(audio) if audio is not None else None,
+        on_progress=lambda done, total: hook("progress", Progress("landmarks", done, total)),
     )
-    t0 = time.perf_counter()
-    max_faces = MAX_FACES
-    if stop - start >= FACE_PROBE_MIN_S:  # the probe costs ~1 s: worth it on longer pictures only
-        probe_times = np.linspace(start, stop, FACE_PROBES + 2)[1:-1]
-        max_faces = count_faces(_frame_at(picture, t) for t in probe_times) or MAX_FACES
-    timings["face_probe"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    if workers <= 1:
-        progress = lambda n: hook("progress", Progress("landmarks", n, expected))  # noqa: E731
-        runs = [_track_run(picture, start, end, max_faces, on_frame=progress)]
-    else:
-        bounds = list(np.linspace(start, stop, workers + 1)[:-1]) + [end]
-        spans = list(zip(bounds[:-1], bounds[1:], strict=True))
-        runs = _track_parallel(picture, spans, max_faces, hook, expected)
-    timings["decode"] = sum(r[1] for r in runs)
-    timings["landmarks"] = sum(r[2] for r in runs)
-    timings["lips_wall"] = time.perf_counter() - t0
-    timings["lips_workers"] = float(len(runs))
-    parts = [replace(r[0], times=r[0].times - start) for r in runs]
-    envelope = _envelope_fn(audio) if audio is not None else None
-    track = choose_speaker(parts, audio_energy=envelope)
+    track = tracking.track
     hook("lips", track)
 
     frame_dur = 1.0 / info.fps if info.fps else float(np.median(np.diff(track.times)))
     duration = (end - start) if end is not None else max(info.duration - start, track.times[-1] + frame_dur)
     return PictureAnalysis(
         path=str(picture), start=start, duration=float(duration), fps=info.fps, width=info.width,
-        height=info.height, track=track, audio=audio, timings=timings,
+        height=info.height, track=track, audio=audio, timings={"picture_audio": audio_s, **tracking.timings},
     )
-
-
-def _frame_at(picture: str | Path, t: float) -> np.ndarray:
-    """The picture's frame at time ``t`` (s), as rgb."""
-    return next(iter(media.iter_frames(picture, start=t)))[1]
-
-
-def _track_run(
-    picture: str | Path, start: float, end: float | None, max_faces: int,
-    on_frame: Callable[[int], None] | None = None,
-) -> tuple[FaceCandidates, float, float]:
-    """Track faces over [start, end) s of the picture: (candidates, decode s, landmark s).
-
-    Frame times stay relative to the file's first frame.
-    """
-    decode_time = 0.0
-    it = media.iter_frames(picture, start=start, end=end)
-
-    def frames() -> Iterator[tuple[float, np.ndarray]]:
-        nonlocal decode_time
-        while True:
-            t1 = time.perf_counter()
-            try:
-                item = next(it)
-            except StopIteration:
-                return
-            finally:
-                decode_time += time.perf_counter() - t1
-            yield item
-
-    t0 = time.perf_counter()
-    run = track_faces(frames(), max_faces=max_faces, on_frame=on_frame)
-    return run, decode_time, time.perf_counter() - t0 - decode_time
-
-
-_frames_done = None  # a shared counter in lip-tracking worker processes (progress)
-
-
-def _init_lips_worker(counter) -> None:
-    global _frames_done
-    _frames_done = counter
-
-
-def _track_run_in_worker(
-    picture: str, start: float, end: float | None, max_faces: int
-) -> tuple[FaceCandidates, float, float]:
-    last = [0]
-
-    def count(n: int) -> None:
-        with _frames_done.get_lock():
-            _frames_done.value += n - last[0]
-        last[0] = n
-
-    return _track_run(picture, start, end, max_faces, on_frame=count)
-
-
-def _track_parallel(
-    picture: str | Path, spans: list[tuple[float, float | None]], max_faces: int, hook: Hook, expected: int
-) -> list[tuple[FaceCandidates, float, float]]:
-    """Track each span in its own process (MediaPipe runs one frame at a time per landmarker)."""
-    ctx = multiprocessing.get_context("spawn")  # mediapipe's threads do not survive a fork
-    counter = ctx.Value("i", 0)
-    with ProcessPoolExecutor(len(spans), mp_context=ctx, initializer=_init_lips_worker, initargs=(counter,)) as ex:
-        futures = [ex.submit(_track_run_in_worker, str(picture), a, b, max_faces) for a, b in spans]
-        while not all(f.done() for f in futures):
-            wait(futures, timeout=PROGRESS_POLL_S, return_when=FIRST_EXCEPTION)
-            hook("progress", Progress("landmarks", counter.value, expected))
-            if any(f.done() and f.exception() is not None for f in futures):
-                break
-        return [f.result() for f in futures]
 
 
 def _envelope_fn(audio: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
@@ -342,6 +313,38 @@ def _envelope_fn(audio: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
         return db[np.clip(np.round(times * FEATURE_RATE).astype(int), 0, len(db) - 1)]
 
     return at
+
+
+@dataclass(frozen=True)
+class DubFeatures:
+    """What the alignment reads from the dub, frame i at i / PATH_RATE s.
+
+    y16 : mono analysis audio at ANALYSIS_SR; mel : [shape=(n, N_MELS)] log-mel;
+    speech : [shape=(n,)] speech activity in [0, 1]; pauses, tails : [shape=(n,)] bool, rows that
+    may be squeezed or stretched freely (pauses) or squeezed to TAIL_MIN_STRETCH (word tails)
+    """
+
+    y16: np.ndarray
+    mel: np.ndarray
+    speech: np.ndarray
+    pauses: np.ndarray
+    tails: np.ndarray
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the dub goes: the path through the fused costs and the time map made from it.
+
+    features : the sync features as finally weighted (the guide's weight may have been lowered)
+    guide_agreement : how well the picture's audio follows the placed dub (None: no guide)
+    aim_s : s the map was placed later than the path (lips only aim at the BT.1359 window's centre)
+    """
+
+    features: SyncFeatures
+    path: WarpPath
+    timemap: TimeMap
+    guide_agreement: float | None
+    aim_s: float
 
 
 def align_dub(
@@ -355,76 +358,87 @@ def align_dub(
     config.check()
     hook = hook or _noop
     timings = dict(picture.timings)
-
-    t0 = time.perf_counter()
     if not isinstance(dub, media.DubAudio):
         dub = media.read_dub(dub)
-    y16 = to_analysis(dub.samples, dub.sr)
-    mel = log_mel(y16)
-    speech = speech_activity(y16)
-    timings["features"] = time.perf_counter() - t0
-    hook("features", mel)
 
-    pad = config.max_shift
-    if dub.duration * config.min_stretch > picture.duration + 2 * pad:
-        raise AlignmentError(
-            f"the dub ({dub.duration:.1f} s) is much longer than the picture ({picture.duration:.1f} s) "
-            f"plus --max-shift ({pad:g} s): trim the dub or give a longer picture"
-        )
+    with _timed(timings, "features"):
+        feats = dub_features(dub)
+    hook("features", feats)
+    _check_fits(dub, picture, config)
 
-    t0 = time.perf_counter()
-    model = load_lip_model(config.model)
-    timings["model_load"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    speech = speech[: len(mel)]
-    pauses = find_pauses(speech)  # silence may be squeezed or stretched freely
+    with _timed(timings, "model_load"):
+        model = load_lip_model(config.model)
     use_guide = config.guide == "auto" and picture.audio is not None
-    features = sync_features(
-        picture.track, mel, model, dub_speech=speech, dub_pause=pauses, duration=picture.duration, pad=pad,
-        picture_y16=picture.audio if use_guide else None,
-    )
-    timings["model"] = time.perf_counter() - t0
-    hook("sync_features", features)
+    with _timed(timings, "model"):
+        sync = sync_features(
+            picture.track, feats.mel, model, dub_speech=feats.speech, dub_pause=feats.pauses,
+            duration=picture.duration, pad=config.max_shift, picture_y16=picture.audio if use_guide else None,
+        )
+    hook("sync_features", sync)
 
-    t0 = time.perf_counter()
-    tails = word_tails(speech, pauses)
-    solve = functools.partial(_solve_map, config=config, speech=speech, pauses=pauses, tails=tails)
-    path, timemap = solve(features)
-    if features.guide_dub is not None:
-        # with the dub placed, how well does the picture's audio follow it? If hardly at all, that
-        # audio is not this line (another take, music, wild sound): align again without it
-        agreement = guide_agreement(y16, picture.audio, timemap)
-        hook("guide_agreement", agreement)
-        weight = guide_weight(agreement)
-        if weight < features.guide_weight:
-            features = replace(features, guide_weight=weight)
-            path, timemap = solve(features)
-    if features.guide_dub is None or features.guide_weight == 0:
-        # lips alone place the dub within tens of ms either way; aim at the centre of the
-        # ITU-R BT.1359 detectability window (audio may lag 125 ms unnoticed, lead only 45 ms)
-        timemap = TimeMap(timemap.dub_t, timemap.pic_t + LIPS_ONLY_AIM_S)
-    timings["path"] = time.perf_counter() - t0
-    hook("path", path)
-    hook("time_map", timemap)
+    with _timed(timings, "path"):
+        placement = place_dub(sync, feats, picture.audio, config, hook=hook)
+    hook("path", placement.path)
+    hook("time_map", placement.timemap)
 
-    t0 = time.perf_counter()
-    n_out = int(round(picture.duration * dub.sr))
-    rendered = render(dub.samples, dub.sr, timemap, n_out=n_out, method=config.renderer)
-    timings["render"] = time.perf_counter() - t0
+    with _timed(timings, "render"):
+        n_out = int(round(picture.duration * dub.sr))
+        rendered = render(dub.samples, dub.sr, placement.timemap, n_out=n_out, method=config.renderer)
     hook("render", rendered)
 
-    confidence, overall = _confidence(features, path, speech)
-    stretch = speech_stretch(timemap, pauses | tails)  # word bodies: tails may squeeze further
+    confidence, overall = _confidence(placement.features, placement.path, feats.speech)
+    stretch = speech_stretch(placement.timemap, feats.pauses | feats.tails)  # word bodies only
     result = AlignmentResult(
-        audio=rendered.audio, sr=dub.sr, subtype=dub.subtype, timemap=timemap,
+        audio=rendered.audio, sr=dub.sr, subtype=dub.subtype, timemap=placement.timemap,
         confidence=confidence, overall_confidence=overall, model=model.name, renderer=rendered.method,
-        face=_describe_face(picture.track), guide_weight=features.guide_weight,
-        stretch_range=(float(stretch.min()), float(stretch.max())), timings=timings,
-        warnings=assess(picture, features, stretch, overall, config, use_guide),
+        face=_describe_face(picture.track), guide_weight=placement.features.guide_weight,
+        stretch_range=(float(stretch.min()), float(stretch.max())), speech_span=_speech_span(feats),
+        timings=timings,
+        warnings=[*dub.warnings, *assess(picture, placement.features, stretch, overall, config, use_guide)],
     )
     hook("result", result)
     return result
+
+
+def dub_features(dub: media.DubAudio) -> DubFeatures:
+    """The dub's analysis audio, log-mel, speech activity, pauses and word tails."""
+    y16 = to_analysis(dub.samples, dub.sr)
+    mel = log_mel(y16)
+    speech = speech_activity(y16)[: len(mel)]
+    pauses = find_pauses(speech)  # silence may be squeezed or stretched freely
+    return DubFeatures(y16=y16, mel=mel, speech=speech, pauses=pauses, tails=word_tails(speech, pauses))
+
+
+def place_dub(
+    sync: SyncFeatures,
+    feats: DubFeatures,
+    picture_y16: np.ndarray | None,
+    config: AlignConfig,
+    *,
+    hook: Hook | None = None,
+) -> Placement:
+    """Fuse, solve and map: the path through the sync costs and the time map made from it.
+
+    With a guide, the dub is placed once, then the guide's agreement with the placed dub sets its
+    weight; a guide that hardly follows the dub (another take, music, wild sound) is weighted down
+    or dropped and the dub placed again. Lips-only maps aim LIPS_ONLY_AIM_S later.
+    """
+    hook = hook or _noop
+    path, timemap = _solve_map(sync, config=config, speech=feats.speech, pauses=feats.pauses, tails=feats.tails)
+    agreement = None
+    if sync.guide_dub is not None:
+        agreement = guide_agreement(feats.y16, picture_y16, timemap)
+        hook("guide_agreement", agreement)
+        weight = guide_weight(agreement)
+        if weight < sync.guide_weight:
+            sync = replace(sync, guide_weight=weight)
+            path, timemap = _solve_map(
+                sync, config=config, speech=feats.speech, pauses=feats.pauses, tails=feats.tails
+            )
+    aim = LIPS_ONLY_AIM_S if sync.guide_dub is None or sync.guide_weight == 0 else 0.0
+    if aim:
+        timemap = TimeMap(timemap.dub_t, timemap.pic_t + aim)
+    return Placement(features=sync, path=path, timemap=timemap, guide_agreement=agreement, aim_s=aim)
 
 
 def align(
@@ -433,25 +447,58 @@ def align(
     output: str | Path,
     config: AlignConfig = AlignConfig(),
     *,
+    report: str | Path | None = None,
     hook: Hook | None = None,
 ) -> AlignmentResult:
-    """Align ``dub`` to ``picture`` and write the result to ``output`` (atomically).
+    """Align ``dub`` to ``picture`` and write the aligned dub to ``output`` (a WAV).
 
-    Refuses to write over either input.
+    With ``report``, a JSON report is written too; output and report land together or not at all.
+    Before any slow work: refuses outputs that would overwrite an input or each other, folders
+    that do not exist or cannot be written, and an output that is not named .wav.
     """
-    out = Path(output).resolve()
-    for p in (picture, dub):
-        if Path(p).exists() and out == Path(p).resolve():
-            raise ParameterError(f"the output {output} would overwrite an input: choose another name")
-    if not out.parent.is_dir():
-        raise ParameterError(f"the output folder {out.parent} does not exist")
+    outputs = {"output": output, "report": report}
+    check_distinct(outputs, {"picture": picture, "dub": dub})
+    if Path(output).suffix.lower() not in WAV_SUFFIXES:
+        raise ParameterError(f"the output {output} must be a WAV file (.wav or .bwf): dubalign writes WAV audio")
+    for what, path in outputs.items():
+        if path is not None:
+            check_writable(path, what)
     dub_audio = media.read_dub(dub)  # fail fast on a bad dub, before the slow picture analysis
     analysis = analyze_picture(picture, config, hook=hook)
     result = align_dub(analysis, dub_audio, config, hook=hook)
-    t0 = time.perf_counter()
-    media.write_audio(out, result.audio, result.sr, subtype=result.subtype)
-    result.timings["write"] = time.perf_counter() - t0
+    with _timed(result.timings, "write"), atomic_outputs(*filter(None, (output, report))) as temps:
+        media.write_audio(temps[0], result.audio, result.sr, subtype=result.subtype)
+        if report is not None:
+            write_json_to(temps[1], {"picture": str(picture), "dub": str(dub), "output": str(output),
+                                     **result.to_json()})
     return result
+
+
+@contextlib.contextmanager
+def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
+    """Add the seconds the block takes to ``timings[name]``."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
+
+
+def _speech_span(feats: DubFeatures) -> tuple[float, float]:
+    """First and last s of speech in the dub (the whole dub when it never rises to speech)."""
+    rows = np.flatnonzero(feats.speech >= 0.5)
+    if not len(rows):
+        return 0.0, float(frames_to_seconds(max(len(feats.speech) - 1, 1), PATH_RATE))
+    return float(frames_to_seconds(rows[0], PATH_RATE)), float(frames_to_seconds(rows[-1], PATH_RATE))
+
+
+def _check_fits(dub: media.DubAudio, picture: PictureAnalysis, config: AlignConfig) -> None:
+    """Refuse a dub that cannot fit the picture at the fastest stretch allowed."""
+    if dub.duration * config.min_stretch > picture.duration + 2 * config.max_shift:
+        raise AlignmentError(
+            f"the dub ({dub.duration:.1f} s) is much longer than the picture ({picture.duration:.1f} s) "
+            f"plus --max-shift ({config.max_shift:g} s): trim the dub or give a longer picture"
+        )
 
 
 def word_tails(speech: np.ndarray, pauses: np.ndarray) -> np.ndarray:
@@ -462,9 +509,7 @@ def word_tails(speech: np.ndarray, pauses: np.ndarray) -> np.ndarray:
     return (speech < TAIL_ACTIVITY) & ~pauses
 
 
-def _solve(
-    features: SyncFeatures, config: AlignConfig, pauses: np.ndarray, tails: np.ndarray
-) -> WarpPath:
+def _solve(features: SyncFeatures, config: AlignConfig, constraints: PathConstraints) -> WarpPath:
     """The constrained DTW path through the sync matrix, coarse-to-fine when the line is long."""
     pad_cols = int(round(config.max_shift * PATH_RATE))
     corridor = None
@@ -480,8 +525,7 @@ def _solve(
 
     return solve_coarse_to_fine(
         cost_fn, features.n_dub, features.n_pic, start_cols=(0, 2 * pad_cols), corridor=corridor,
-        min_slope=config.min_stretch, max_slope=config.max_stretch, pause_rows=pauses,
-        soft_rows=tails, soft_min_slope=min(TAIL_MIN_STRETCH, config.min_stretch),
+        constraints=constraints,
     )
 
 
@@ -490,11 +534,13 @@ def _solve_map(
     tails: np.ndarray,
 ) -> tuple[WarpPath, TimeMap]:
     """The path through the fused costs and the smooth time map made from it."""
-    path = _solve(features, config, pauses, tails)
+    constraints = PathConstraints(
+        min_slope=config.min_stretch, max_slope=config.max_stretch, pause_rows=pauses, soft_rows=tails,
+        soft_min_slope=min(TAIL_MIN_STRETCH, config.min_stretch),
+    )
+    path = _solve(features, config, constraints)
     timemap = path_to_timemap(
-        path, rate=PATH_RATE, pic_origin=-config.max_shift, min_stretch=config.min_stretch,
-        max_stretch=config.max_stretch, dub_speech=speech, pause_rows=pauses,
-        soft_rows=tails, soft_min_stretch=min(TAIL_MIN_STRETCH, config.min_stretch),
+        path, constraints=constraints, rate=PATH_RATE, pic_origin=-config.max_shift, dub_speech=speech
     )
     return path, timemap
 
@@ -563,7 +609,8 @@ def assess(
     present = picture.track.present
     lost = 1.0 - present.mean()
     if lost > FACE_LOST_WARN:
-        warnings.append(f"face lost in {100 * lost:.0f}% of frames: those spans follow the audio only")
+        follow = "the picture's audio" if use_guide and features.guide_weight > 0 else "the speech around them"
+        warnings.append(f"face lost in {100 * lost:.0f}% of frames: those spans follow {follow} only")
     gap, longest = 0, 0
     for p in present:
         gap = 0 if p else gap + 1

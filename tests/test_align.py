@@ -22,9 +22,9 @@ from helpers import (
     write_dub,
 )
 
-from dubalign import align as align_module
-from dubalign.align import AlignConfig, AlignmentResult, PictureAnalysis, align, align_dub, analyze_picture
-from dubalign.errors import AlignmentError, ParameterError
+from dubalign import pipeline as align_module
+from dubalign.pipeline import AlignConfig, AlignmentResult, PictureAnalysis, align, align_dub, analyze_picture
+from dubalign.errors import AlignmentError, MediaError, ParameterError
 from dubalign.timemap import TimeMap
 
 pytestmark = pytest.mark.slow
@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 OFFSET = 0.3  # s: the dub plays its speech this much later than the picture
 TOLERANCE = 0.040  # s: the offset must be recovered within this (one GRID frame)
 REPORT_KEYS = {
-    "sample_rate", "subtype", "channels", "duration_s", "model", "renderer", "face", "guide_weight",
+    "summary", "speech_span_s", "sample_rate", "subtype", "channels", "duration_s", "model", "renderer", "face", "guide_weight",
     "overall_confidence", "confidence_per_second", "stretch_range", "timings_s", "warnings", "time_map",
 }
 
@@ -117,9 +117,25 @@ def test_to_json_is_serialisable_with_the_documented_keys(guided):
     assert (report["sample_rate"], report["subtype"], report["channels"]) == (DUB_SR, "PCM_24", 2)
     assert report["duration_s"] == pytest.approx(3.0, abs=0.01)
     assert len(report["confidence_per_second"]) == len(guided.confidence)
+    # the report's map is rounded to 0.1 ms with straight runs merged: it must still be the same
+    # map within that, at every dub time, and much shorter than the raw knot list
     restored = TimeMap.from_json(report["time_map"])
-    np.testing.assert_allclose(restored.pic_t, guided.timemap.pic_t)
-    np.testing.assert_allclose(restored.dub_t, guided.timemap.dub_t)
+    t = np.linspace(0.0, guided.timemap.dub_t[-1], 2000)
+    np.testing.assert_allclose(restored.to_picture(t), guided.timemap.to_picture(t), atol=1e-4)
+    assert len(restored.dub_t) < len(guided.timemap.dub_t)
+    assert set(report["timings_s"]) >= {"features", "model", "path", "render"}
+    assert all(isinstance(v, float) for v in report["timings_s"].values())
+
+
+def test_summary_says_where_the_line_went(guided):
+    summary = guided.to_json()["summary"]
+    first, last = summary["speech_on_picture_s"]
+    # the dub's speech starts OFFSET later than the picture's: the summary must say so
+    assert summary["shift_at_start_s"] == pytest.approx(-OFFSET, abs=TOLERANCE)
+    assert 0.0 <= first < last <= 3.0
+    assert summary["confidence_level"] in ("high", "medium", "low")
+    assert "picture audio as guide: used" in summary["text"]
+    assert f"from {first:.3f} s to {last:.3f} s" in summary["text"]
 
 
 def test_hook_sees_every_stage(analysis, dub_path):
@@ -212,10 +228,44 @@ def test_dub_much_longer_than_picture(analysis, tmp_path):
 
 
 def test_output_may_not_overwrite_an_input(dub_path, tmp_path):
-    with pytest.raises(ParameterError, match="overwrite an input"):
+    with pytest.raises(ParameterError, match="would overwrite the dub"):
         align(grid_clip(), dub_path, dub_path)
-    with pytest.raises(ParameterError, match="overwrite an input"):
+    with pytest.raises(ParameterError, match="would overwrite the picture"):
         align(grid_clip(), dub_path, grid_clip())
+    with pytest.raises(ParameterError, match="would overwrite the dub"):
+        align(grid_clip(), dub_path, tmp_path / "out.wav", report=dub_path)
+
+
+def test_outputs_may_not_name_the_same_file(dub_path, tmp_path):
+    out = tmp_path / "out.wav"
+    with pytest.raises(ParameterError, match="same file"):
+        align(grid_clip(), dub_path, out, report=tmp_path / "." / "out.wav")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_output_must_be_named_wav(dub_path, tmp_path):
+    with pytest.raises(ParameterError, match="must be a WAV file"):
+        align(grid_clip(), dub_path, tmp_path / "out.mp3")
+
+
+def test_output_and_report_land_together(analysis, dub_path, tmp_path, monkeypatch):
+    monkeypatch.setattr(align_module, "analyze_picture", lambda *a, **k: analysis)
+    out, rep = tmp_path / "synced.wav", tmp_path / "synced.json"
+    res = align(grid_clip(), dub_path, out, AlignConfig(guide="auto"), report=rep)
+    report = json.loads(rep.read_text())
+    assert report["output"] == str(out) and report["summary"]["confidence"] == round(res.overall_confidence, 3)
+    assert sf.info(str(out)).frames == round(analysis.duration * DUB_SR)
+
+    # a failed report write (disk full) leaves neither file, and says so in one line
+    out.unlink(), rep.unlink()
+
+    def full_disk(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(align_module, "write_json_to", full_disk)
+    with pytest.raises(MediaError, match="no space left on device; nothing was written"):
+        align(grid_clip(), dub_path, out, AlignConfig(guide="auto"), report=rep)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_output_folder_must_exist(dub_path, tmp_path):

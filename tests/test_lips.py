@@ -117,10 +117,12 @@ def test_parallel_runs_match_a_single_run(track):
     """Tracking two halves in two processes gives the same lips as one pass (picture from the file)."""
     from helpers import grid_clip
 
-    from dubalign.align import AlignConfig, analyze_picture
+    from dubalign.lips import track_picture
+    from dubalign.media import probe_picture
 
-    split = analyze_picture(grid_clip(), AlignConfig(workers=2))
-    assert split.timings["lips_workers"] == 2
+    info = probe_picture(grid_clip())
+    split = track_picture(grid_clip(), duration=info.duration, fps=info.fps, workers=2)
+    assert split.workers == 2
     np.testing.assert_allclose(split.track.times, track.times, atol=1e-9)
     both = split.track.present & track.present
     assert both.mean() > 0.9
