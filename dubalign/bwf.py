@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,9 +20,9 @@ import numpy as np
 
 from . import __version__
 from .errors import MediaError, ParameterError
+from .files import atomic_output
 
 ORIGINATOR = "dubalign"
-TEMP_MARK = ".dubalign-tmp"  # every temporary file we create contains this, so a sweep finds it
 
 _BEXT_FIXED_SIZE = 602  # bytes of the bext chunk before CodingHistory (Tech 3285 v1/v2)
 _BEXT_VERSION = 1  # v1: UMID field present; loudness fields (v2) left zero, i.e. reserved
@@ -148,7 +147,7 @@ def write_bwf(
     originator_reference: str = "",
     now: _dt.datetime | None = None,
 ) -> None:
-    """Write ``samples`` as a Broadcast WAV, atomically (temp file + rename).
+    """Write ``samples`` as a Broadcast WAV, atomically (see :mod:`dubalign.files`).
 
     samples : np.ndarray [shape=(n, n_channels)] float, full scale +-1
     subtype : 'PCM_16' | 'PCM_24' | 'PCM_32' | 'FLOAT'
@@ -187,25 +186,11 @@ def write_bwf(
             f"{path}: {riff_size} bytes exceed the 4 GiB WAV limit; split the cue or use fewer "
             "channels"
         )
-    path = Path(path)
-    _atomic_write(path, [b"RIFF", struct.pack("<I", riff_size), header,
-                         b"data", struct.pack("<I", len(data)), data,
-                         b"\x00" * (len(data) % 2)])
-
-
-def _atomic_write(path: Path, parts: list[bytes]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_MARK, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for part in parts:
-                f.write(part)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        # Ctrl-C or a full disk must not leave a half-written file beside the outputs.
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    parts = [b"RIFF", struct.pack("<I", riff_size), header, b"data", struct.pack("<I", len(data)), data,
+             b"\x00" * (len(data) % 2)]
+    with atomic_output(path) as tmp, open(tmp, "wb") as f:
+        for part in parts:
+            f.write(part)
 
 
 def read_bext(path: str | os.PathLike) -> BextInfo:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from .pipeline import AlignConfig
 from .batch import (
     DEFAULT_HANDLES,
     DEFAULT_TEMPLATE,
@@ -19,7 +20,8 @@ from .batch import (
     parse_column_map,
     run_batch,
 )
-from .console import alignment_options, fail
+from .console import alignment_options, fail, one_line
+from .cuelist import FIELDS
 from .errors import DubalignError
 from .timecode import RATE_CHOICES, parse_rate
 
@@ -27,16 +29,51 @@ EXIT_FAILED_TAKES = 1  # the reel ran, but some takes failed (see the summary)
 EXIT_ERROR = 2  # nothing ran: bad options or an unreadable cue list
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
+_COLUMN_HELP = {
+    "cue": "cue id; rows with the same id are one cue (required)",
+    "take": "take file(s); several in one cell: a.wav|b.wav (required)",
+    "picture": "the cue's own picture, else --picture REEL",
+    "tc_in": "record in: timecode at --fps on the picture's clock",
+    "tc_out": "record out; the region is in..out plus --handles",
+    "character": "into the summary and the BWF description",
+    "line": "the dialogue, likewise",
+}
+assert set(_COLUMN_HELP) == set(FIELDS)
+BATCH_HELP = "\n".join([
+    "Align every take of the cue list CUES (CSV/TSV/XLSX) to its picture.",
+    "",
+    "Writes one Broadcast WAV per take (stamped with the cue's timecode), one report per cue and a reel "
+    "summary (summary.csv, summary.json) marking the best take of each cue. A cue that fails is reported "
+    "and skipped. Exit status: 0 all ok, 1 some takes failed, 2 bad options, 130 interrupted.",
+    "",
+    "\b",
+    "Columns read (file paths are relative to CUES):",
+    *(f"  {f:<10} {_COLUMN_HELP[f]}" for f in FIELDS),
+    "",
+    "Header names are matched in any case, with synonyms (e.g. id, dub, file, video, start, end, role, "
+    "dialogue); name other headers with --map. The delimiter (comma, tab, ; or |) is read from the header. "
+    "Takes in one cell are separated by | or ; (quote a cell that holds the delimiter).",
+    "",
+    "\b",
+    "Example (a reel picture, so every cue has timecode):",
+    "  cue,take,tc_in,tc_out,character,line",
+    "  101,101_t1.wav|101_t2.wav,01:00:02:00,01:00:04:12,ANNA,Where were you?",
+    "  $ dubalign batch cues.csv --picture reel.mov --fps 25 -o aligned/",
+])
+
 
 class _ReelProgress:
     """One overall bar on stderr, advanced as cues complete (a hook for ``run_batch``)."""
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, quiet: bool) -> None:
         self.enabled = enabled
+        self.quiet = quiet
         self.bar = None
         self.failed = 0
 
     def __call__(self, stage: str, value: object) -> None:
+        if stage == "warning" and not self.quiet:
+            click.echo(f"warning: {one_line(str(value))}", err=True)  # before the bar starts
         if not self.enabled:
             return
         from tqdm import tqdm
@@ -75,12 +112,12 @@ def _report(result: BatchResult, quiet: bool) -> None:
         if o.status in ("failed", "partial"):
             for t in o.takes:
                 if t.status == "failed" and t.error:
-                    click.echo(f"failed: {t.error}", err=True)
+                    click.echo(f"failed: {one_line(t.error)}", err=True)
                     if o.status == "failed" and t.error == o.error:
                         break  # one line per cue that failed as a whole
 
 
-@click.command("batch")
+@click.command("batch", help=BATCH_HELP)
 @click.argument("cues", type=click.Path(dir_okay=False))
 @click.option("--picture", type=click.Path(dir_okay=False), default=None,
               help="The reel picture, for cues without a picture column (needs tc_in/tc_out).")
@@ -104,18 +141,9 @@ def _report(result: BatchResult, quiet: bool) -> None:
 @click.option("--handles", type=float, default=DEFAULT_HANDLES, show_default=True,
               help="Seconds of picture kept either side of the cue's timecode range.")
 @alignment_options
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar, warnings or summary on stderr.")
 def batch(cues, picture, out_dir, jobs, resume, overwrite, fps, reel_start, column_map, template,
           handles, guide, max_shift, model, renderer, quiet):
-    """Align every take of the cue list CUES (CSV/TSV/XLSX) to its picture.
-
-    Writes one Broadcast WAV per take (stamped with the cue's timecode), one report per cue and
-    a reel summary (summary.csv, summary.json) marking the best take of each cue. A cue that
-    fails is reported and skipped. Exit status: 0 all ok, 1 some takes failed, 2 bad options,
-    130 interrupted.
-    """
-    from .align import AlignConfig
-
     out = Path(out_dir) if out_dir else Path(cues).resolve().parent / "aligned"
     if resume and overwrite:
         _fail("--resume and --overwrite contradict each other: pick one")
@@ -134,7 +162,7 @@ def batch(cues, picture, out_dir, jobs, resume, overwrite, fps, reel_start, colu
         )
     except DubalignError as e:
         _fail(str(e))
-    bar = _ReelProgress(enabled=not quiet and sys.stderr.isatty())
+    bar = _ReelProgress(enabled=not quiet and sys.stderr.isatty(), quiet=quiet)
     try:
         result = run_batch(config, hook=bar)
     except DubalignError as e:

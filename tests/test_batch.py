@@ -1,45 +1,50 @@
-"""Batch ADR: cue list parsing, planning, ranking, outputs, resume, Ctrl-C; then end to end.
+"""Batch ADR: cue list, planning, ranking, outputs, resume, Ctrl-C, the CLI.
 
-Most tests replace the aligner by a fake with known answers (fast, deterministic); the
-end-to-end test at the bottom runs the real pipeline on GRID clips (bundled under
-tests/data/grid, else ../shared; skipped when neither is there).
+Reading and planning run on small generated files. Everything downstream runs the real aligner:
+one module-scoped reel (the bundled 3 s clip examples/grid_bbaf2n as the reel picture, two real
+takes, a take too long to align, a missing take, a bad timecode) is aligned once and the tests
+read its outputs, or copy its OUTDIR to resume or interrupt it.
 """
 
 import csv
+import dataclasses
 import json
 import os
+import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 import av
 import numpy as np
 import pytest
 import soundfile as sf
+from click.testing import CliRunner
 
-from dubalign import align as align_mod
-from dubalign import batch
-from dubalign.align import AlignConfig, PictureAnalysis
+from dubalign.pipeline import AlignConfig, AlignmentResult, PictureAnalysis, align_dub
 from dubalign.batch import (
     BatchConfig,
     BatchInterrupted,
     load_or_analyze,
+    max_stretch,
     parse_column_map,
     plan_batch,
+    previous_outcome,
+    rank_takes,
     read_cue_list,
     run_batch,
     safe_name,
     take_score,
 )
-from dubalign.bwf import TEMP_MARK, read_bext
-from dubalign.errors import AlignmentError, MediaError, ParameterError
-from dubalign.lips import LipTrack
+from dubalign.bwf import read_bext
+from dubalign.cli_batch import batch as batch_command
+from dubalign.cuelist import SYNONYMS
+from dubalign.errors import MediaError, ParameterError
+from dubalign.files import TEMP_MARK
+from dubalign.takes import analysis_key
 from dubalign.timecode import parse_rate
 from dubalign.timemap import TimeMap
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
-TEST_DATA = REPO / "tests" / "data"
-
+CLIP = REPO / "examples" / "grid_bbaf2n"
 FPS25 = parse_rate("25")
 
 
@@ -65,10 +70,18 @@ def write_cues(path: Path, rows: list[list[str]], delimiter: str = ",") -> Path:
     return path
 
 
-def write_take(path: Path, rng, *, sr: int = 48000, channels: int = 1, subtype: str = "PCM_24",
-               seconds: float = 1.0) -> Path:
-    sf.write(path, 0.1 * rng.standard_normal((int(sr * seconds), channels)), sr, subtype=subtype)
+def write_take(path: Path, rng, *, sr: int = 48000, seconds: float = 1.0) -> Path:
+    sf.write(path, 0.1 * rng.standard_normal(int(sr * seconds)), sr, subtype="PCM_24")
     return path
+
+
+def read_summary(out: Path) -> list[dict]:
+    with open(out / "summary.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def temp_files(folder: Path) -> list[Path]:
+    return list(folder.rglob(f"*{TEMP_MARK}*"))
 
 
 # ----------------------------------------------------------------------------- cue list
@@ -77,30 +90,48 @@ def write_take(path: Path, rng, *, sr: int = 48000, channels: int = 1, subtype: 
 def test_header_synonyms_and_merged_rows(tmp_path):
     p = write_cues(tmp_path / "c.csv", [
         ["Cue", "Dub", "Video", "Start", "End", "Role", "Dialogue", "Notes"],
-        ["12A", "a.wav; sub/b.wav", "reel.mov", "01:00:00:00", "01:00:02:00", "ANNA", "Hi", "x"],
+        ["12A", "a.wav| sub/b.wav", "reel.mov", "01:00:00:00", "01:00:02:00", "ANNA", "Hi", "x"],
         ["", "", "", "", "", "", "", ""],
-        ["12A", "c.wav", "", "", "", "", "", ""],
+        ["12A", "c.wav;d.wav", "", "", "", "", "", ""],
         ["13", "/abs/d.wav", "", "01:00:03:00", "01:00:04:00", "", "", ""],
     ])
     cl = read_cue_list(p)
     assert dict(cl.columns) == {"cue": "Cue", "take": "Dub", "picture": "Video", "tc_in": "Start",
                                 "tc_out": "End", "character": "Role", "line": "Dialogue"}
+    assert cl.delimiter == "," and cl.warnings == ()
     a, b = cl.cues
     assert a.cue_id == "12A" and a.row == 2 and a.error is None
-    assert a.takes == tuple(str(tmp_path / n) for n in ("a.wav", "sub/b.wav", "c.wav"))
+    assert a.takes == tuple(str(tmp_path / n) for n in ("a.wav", "sub/b.wav", "c.wav", "d.wav"))
+    assert a.take_rows == (2, 2, 4, 4)
     assert a.picture == str(tmp_path / "reel.mov") and a.character == "ANNA" and a.line == "Hi"
     assert b.row == 5 and b.takes == ("/abs/d.wav",) and b.picture is None
 
 
-@pytest.mark.parametrize(("delimiter", "suffix"), [("\t", ".tsv"), (";", ".csv"), ("\t", ".txt")])
-def test_delimiter_sniffed_from_header(tmp_path, delimiter, suffix):
+@pytest.mark.parametrize(("delimiter", "suffix", "takes"), [
+    ("\t", ".tsv", "a.wav;b.wav"), ("\t", ".txt", "a.wav|b.wav"),
+    (";", ".csv", "a.wav|b.wav"),  # the documented separator when ';' is the delimiter
+    (";", ".csv", "a.wav;b.wav"),  # a quoted cell, as a spreadsheet saves it
+    ("|", ".csv", "a.wav;b.wav"), (",", ".csv", "a.wav;b.wav"),
+])
+def test_delimiter_from_header_and_take_separators(tmp_path, delimiter, suffix, takes):
     # Drop-frame timecode and take lists contain ';': the header decides, not the data rows.
     p = write_cues(tmp_path / f"c{suffix}", [
-        ["id", "take", "tc_in", "tc_out"], ["1", "a.wav;b.wav", "00:01:00;02", "00:01:02;00"],
+        ["id", "take", "tc_in", "tc_out"], ["1", takes, "00:01:00;02", "00:01:02;00"],
     ], delimiter)
-    (cue,) = read_cue_list(p).cues
-    assert cue.takes == (str(tmp_path / "a.wav"), str(tmp_path / "b.wav"))
+    cl = read_cue_list(p)
+    (cue,) = cl.cues
+    assert cl.delimiter == delimiter
+    assert cue.error is None and cue.takes == (str(tmp_path / "a.wav"), str(tmp_path / "b.wav"))
     assert cue.tc_in == "00:01:00;02"
+
+
+def test_unquoted_take_list_that_clashes_with_the_delimiter_is_reported(tmp_path):
+    p = tmp_path / "c.csv"
+    p.write_text("id;take;tc_in;tc_out\n1;a.wav;c.wav;01:00:00:00;01:00:01:00\n2;b.wav;01:00:00:00;01:00:01:00\n")
+    one, two = read_cue_list(p).cues
+    assert one.error == ("row 2 (cue 1): 1 more cell(s) than the header has columns: quote a cell that holds "
+                         "';', and separate takes with '|'")
+    assert two.error is None
 
 
 def test_column_map(tmp_path):
@@ -134,25 +165,47 @@ def test_structural_errors(tmp_path):
     except ImportError:
         with pytest.raises(ParameterError, match="openpyxl"):
             read_cue_list(xlsx)
+    else:
+        with pytest.raises(MediaError, match="cannot read the cue list"):
+            read_cue_list(xlsx)
 
 
-def test_row_problems_mark_the_cue_only(tmp_path):
+def test_header_only_list_warns(tmp_path):
+    p = write_cues(tmp_path / "c.csv", [["cue", "take"], ["", ""]])
+    cl = read_cue_list(p)
+    assert cl.cues == ()
+    assert cl.warnings == (f"the cue list {p} has a header but no cues: nothing to do",)
+    seen = []
+    result = run_batch(BatchConfig(cues=p, out_dir=tmp_path / "out"), hook=lambda stage, v: seen.append((stage, v)))
+    assert seen == [("warning", cl.warnings[0]), ("plan", ())]
+    assert result.outcomes == () and result.warnings == cl.warnings
+    assert read_summary(tmp_path / "out") == []
+
+
+def test_row_problems_name_the_row_to_fix(tmp_path):
     p = write_cues(tmp_path / "c.csv", [
         ["cue", "take", "tc_in"],
-        ["1", "", "01:00:00:00"],
-        ["2", "a.wav", "01:00:00:00"],
-        ["2", "b.wav", "01:00:05:00"],
-        ["3", "c.wav", ""],
+        ["1", "", "01:00:00:00"],  # row 2
+        ["2", "a.wav", ""],  # row 3: cue 2 starts without a timecode ...
+        ["2", "b.wav", "01:00:05:00"],  # row 4: ... which comes here
+        ["2", "c.wav", "01:00:06:00"],  # row 5: contradicts row 4, not row 3
+        ["3", "c.wav|d.wav", ""],  # row 6
+        ["3", "d.wav", ""],  # row 7: the same take again
+        ["4", "e.wav", ""],
     ])
-    one, two, three = read_cue_list(p).cues
-    assert "row 2 (cue 1): no take file" in one.error
-    assert "row 4 (cue 2): tc_in '01:00:05:00' differs" in two.error
-    assert three.error is None
+    one, two, three, four = read_cue_list(p).cues
+    assert one.error == "row 2 (cue 1): no take file given"
+    assert two.error == ("row 5 (cue 2): tc_in '01:00:06:00' differs from '01:00:05:00' given for the same cue "
+                         "on row 4")
+    assert three.error == "row 7 (cue 3): take d.wav is listed again (first on row 6): remove one"
+    assert three.takes == (str(tmp_path / "c.wav"), str(tmp_path / "d.wav"))
+    assert four.error is None
 
 
 def test_safe_name():
     assert safe_name("12A/b c:d") == "12A_b_c_d"
     assert safe_name("..") == "_"
+    assert safe_name("../../etc/passwd") == "etc_passwd"
     assert safe_name("é") == "_"
 
 
@@ -176,14 +229,14 @@ def test_plan_regions_handles_and_errors(tmp_path, reel, rng):
         ["6", "a.wav", "", ""],  # reel without timecode
     ])
     cfg = BatchConfig(cues=p, out_dir=tmp_path / "out", picture=reel, fps=FPS25,
-                      template="{cue}-{index}-{take}.wav")
+                      template="{cue}-{index:02d}-{take}.wav")
     j1, j2, j3, j4, j5, j6 = plan_batch(read_cue_list(p), cfg)
     assert j1.error is None and (j1.start, j1.end) == pytest.approx((1.0, 5.48))
     assert j1.start_tc == "01:00:01:00" and j1.origin_s == pytest.approx(3601.0)
-    assert j1.takes[0].output == str(tmp_path / "out" / "1-1-a.wav")
+    assert j1.takes[0].output == str(tmp_path / "out" / "1-01-a.wav")
     assert (j2.start, j2.end) == pytest.approx((0.0, 10.0))
     assert j2.takes[0].error is None
-    assert j2.takes[1].error == f"row 3 (cue 2): take file not found: {tmp_path / 'gone.wav'}"
+    assert j2.takes[1].error == f"row 3 (cue 2) take gone: take file not found: {tmp_path / 'gone.wav'}"
     assert j3.error.startswith("row 4 (cue 3): tc_in: bad timecode '01:00:0x:00'")
     assert "row 5 (cue 4): tc_out 01:00:04:00 is not after" in j4.error
     assert "lies outside the picture" in j5.error and "--reel-start" in j5.error
@@ -200,9 +253,9 @@ def test_plan_needs_fps_for_timecode_and_reel_start_override(tmp_path, reel, rng
         cues=p, out_dir=tmp_path / "o", picture=reel, fps=FPS25, reel_start="00:00:00:00"))
     assert job.error is None and job.start == pytest.approx(0.0) and job.origin_s == 0.0
     (job,) = plan_batch(read_cue_list(p), BatchConfig(
-        cues=p, out_dir=tmp_path / "o", picture=reel, fps=parse_rate("24"),
-        reel_start="00:00:00:00"))
-    assert any("25.000 fps" in w for w in job.warnings)
+        cues=p, out_dir=tmp_path / "o", picture=reel, fps=parse_rate("24"), reel_start="00:00:00:00"))
+    assert job.warnings == ("the picture reel.mov runs at 25.000 fps but --fps is 24: timecodes will land on the "
+                            "wrong frames",)
 
 
 def test_plan_template_errors(tmp_path, reel, rng):
@@ -210,25 +263,191 @@ def test_plan_template_errors(tmp_path, reel, rng):
     (tmp_path / "x").mkdir()
     write_take(tmp_path / "x" / "a.wav", rng)
     p = write_cues(tmp_path / "c.csv", [["cue", "take", "tc_in", "tc_out"],
-                                        ["1", "a.wav;x/a.wav", "01:00:01:00", "01:00:02:00"]])
+                                        ["1", "a.wav;x/a.wav", "01:00:01:00", "01:00:02:00"],
+                                        ["2", "a.wav", "01:00:03:00", "01:00:04:00"]])
     cl = read_cue_list(p)
 
     def cfg(template):
-        return BatchConfig(cues=p, out_dir=tmp_path / "o", picture=reel, fps=FPS25,
-                           template=template)
+        return BatchConfig(cues=p, out_dir=tmp_path / "o", picture=reel, fps=FPS25, template=template)
 
-    with pytest.raises(ParameterError, match="add \\{take\\} or \\{index\\}"):
-        plan_batch(cl, cfg("{cue}_{take}.wav"))  # two takes named 'a' in one cue
-    assert len(plan_batch(cl, cfg("{cue}_{index}.wav"))[0].takes) == 2
+    # Two takes named 'a' in one cue get distinct names, so the default template still works.
+    (j1, j2) = plan_batch(cl, cfg("{cue}_{take}.wav"))
+    assert [t.take for t in j1.takes] == ["a", "a_2"]
+    with pytest.raises(ParameterError, match=r"names row 2 \(cue 1\) take a and row 3 \(cue 2\) take a both a.wav"):
+        plan_batch(cl, cfg("{take}.wav"))
+    with pytest.raises(ParameterError, match=r"row 2 \(cue 1\) take a: the output .* would overwrite a take of the"):
+        # cue 1's first take, a.wav, would land on its second, x/a.wav
+        plan_batch(cl, BatchConfig(cues=p, out_dir=tmp_path / "x", picture=reel, fps=FPS25, template="{take}.wav"))
     with pytest.raises(ParameterError, match="is not a field"):
         plan_batch(cl, cfg("{scene}.wav"))
+    with pytest.raises(ParameterError, match=r"\{cue.__class__\} is not a field"):
+        plan_batch(cl, cfg("{cue.__class__}.wav"))
     with pytest.raises(ParameterError, match="must end in .wav"):
         plan_batch(cl, cfg("{cue}_{index}.flac"))
-    with pytest.raises(ParameterError, match="inside OUTDIR"):
-        plan_batch(cl, cfg("../{cue}_{index}.wav"))
 
 
-# ----------------------------------------------------------------------------- ranking + outputs
+@pytest.mark.parametrize("template", ["../{cue}_{take}.wav", "/tmp/{cue}.wav", "a/../../{cue}.wav"])
+def test_template_out_of_outdir_is_refused(tmp_path, reel, rng, template):
+    write_take(tmp_path / "a.wav", rng)
+    p = write_cues(tmp_path / "c.csv", [["cue", "take", "tc_in", "tc_out"],
+                                        ["1", "a.wav", "01:00:01:00", "01:00:02:00"]])
+    with pytest.raises(ParameterError, match="must give a relative path inside OUTDIR"):
+        plan_batch(read_cue_list(p), BatchConfig(cues=p, out_dir=tmp_path / "o", picture=reel, fps=FPS25,
+                                                 template=template))
+    r = CliRunner().invoke(batch_command, [str(p), "--picture", str(reel), "--fps", "25", "-o", str(tmp_path / "o"),
+                                           "--template", template])
+    assert r.exit_code == 2
+    assert r.output == f"dubalign: error: --template {template!r} must give a relative path inside OUTDIR\n"
+    assert not (tmp_path / "o").exists()
+
+
+def test_cue_names_cannot_leave_outdir(tmp_path, reel, rng):
+    write_take(tmp_path / "a.wav", rng)
+    p = write_cues(tmp_path / "c.csv", [
+        ["cue", "take", "tc_in", "tc_out", "character"],
+        ["../../evil", "a.wav", "01:00:01:00", "01:00:02:00", ""],
+        ["/tmp/evil", "a.wav", "01:00:01:00", "01:00:02:00", ""],
+        ["7", "a.wav", "01:00:01:00", "01:00:02:00", "../../BOB"],
+    ])
+    out = tmp_path / "deep" / "out"
+    cfg = BatchConfig(cues=p, out_dir=out, picture=reel, fps=FPS25, template="{character}/{cue}_{take}.wav")
+    up, absolute, bob = plan_batch(read_cue_list(p), cfg)
+    assert up.error == "row 2 (cue ../../evil): the cue id '../../evil' reads as a path out of OUTDIR: rename the cue"
+    assert absolute.error.startswith("row 3 (cue /tmp/evil): the cue id '/tmp/evil' reads as a path")
+    assert bob.error is None and bob.takes[0].output == str(out / "BOB" / "7_a.wav")
+    for job in (up, absolute, bob):
+        assert Path(job.report).parent == out / "reports"
+        assert all(Path(t.output).is_relative_to(out) for t in job.takes)
+
+
+# ----------------------------------------------------------------------------- one real reel
+
+
+REEL_ROWS = [
+    ["cue", "take", "tc_in", "tc_out", "character", "line"],
+    ["101", "t1.wav|t2.wav", "01:00:00:15", "01:00:02:20", "ANNA", "Bin blue at F two now"],
+    ["102", "t1.wav", "01:00:0x:00", "01:00:02:00", "BEN", "broken timecode"],
+    ["103", "missing.wav;t1.wav", "01:00:00:15", "01:00:02:20", "ANNA", "the same region"],
+    ["104", "long.wav", "01:00:00:15", "01:00:02:20", "BEN", "a take far longer than the picture"],
+]
+# 101's region: tc_in 0.6 s - 0.4 s handle = 0.2 s .. tc_out 2.8 s + 0.4 s, clipped to the clip's 3.0 s
+REGION = (0.2, 3.0)
+
+
+def reel_config(folder: Path, out_dir: Path, **kw) -> BatchConfig:
+    return BatchConfig(cues=folder / "cues.csv", out_dir=out_dir, picture=CLIP / "picture.mkv", fps=FPS25,
+                       reel_start="01:00:00:00", handles=0.4, **kw)
+
+
+@pytest.fixture(scope="module")
+def reel_run(tmp_path_factory):
+    """The reel above, aligned once: (config, result, events)."""
+    folder = tmp_path_factory.mktemp("reel")
+    y, sr = sf.read(CLIP / "dub.wav", dtype="float32")
+    shutil.copy(CLIP / "dub.wav", folder / "t1.wav")  # 48 kHz mono 24-bit
+    t = np.arange(int(len(y) / sr * 44100)) / 44100
+    stereo = np.interp(t, np.arange(len(y)) / sr, y)
+    sf.write(folder / "t2.wav", np.stack([stereo, -0.5 * stereo], axis=1), 44100, subtype="PCM_16")
+    sf.write(folder / "long.wav", np.tile(y, 4), sr, subtype="FLOAT")  # 14.7 s for a 2.8 s region
+    write_cues(folder / "cues.csv", REEL_ROWS)
+    config = reel_config(folder, folder / "out")
+    events = []
+    result = run_batch(config, hook=lambda stage, value: events.append((stage, value)))
+    return config, result, events
+
+
+def test_reel_outcomes_and_ranking(reel_run):
+    config, result, events = reel_run
+    assert [stage for stage, _ in events] == ["plan"] + ["cue"] * 4
+    assert [v.cue.cue_id for stage, v in events if stage == "cue"] == ["102", "101", "103", "104"]
+    status = {(o.cue.cue_id, t.take): t.status for o in result.outcomes for t in o.takes}
+    assert status == {("101", "t1"): "ok", ("101", "t2"): "ok", ("102", "t1"): "failed",
+                      ("103", "missing"): "failed", ("103", "t1"): "ok", ("104", "long"): "failed"}, [
+        t.error for o in result.outcomes for t in o.takes]
+    assert result.counts == {"ok": 3, "failed": 3}
+    c101, c102, c103, c104 = result.outcomes
+    assert (c101.status, c102.status, c103.status, c104.status) == ("ok", "failed", "partial", "failed")
+    assert c102.error.startswith("row 3 (cue 102): tc_in: bad timecode")
+    assert c103.takes[0].error.startswith("row 4 (cue 103) take missing: take file not found")
+    assert c104.error.startswith("row 5 (cue 104) take long: the dub (14.7 s) is much longer than the picture")
+    # The best take is the one with the highest score, and the ranks follow the scores.
+    assert c101.best_take in ("t1", "t2") and sum(t.best for t in c101.takes) == 1
+    by_rank = sorted(c101.takes, key=lambda t: t.rank)
+    assert by_rank[0].best and by_rank[0].take == c101.best_take
+    assert by_rank[0].score >= by_rank[1].score
+    # max_stretch is the speech stretch of the alignment in the report, not the whole map's.
+    report = json.loads(Path(c101.report).read_text())
+    for t in c101.takes:
+        lo, hi = report["alignments"][t.take]["stretch_range"]
+        assert t.max_stretch == pytest.approx(max(hi, 1 / lo), abs=2e-3) and t.max_stretch < 1.5
+        assert t.confidence == pytest.approx(report["alignments"][t.take]["overall_confidence"], abs=1e-3)
+        assert t.score == pytest.approx(take_score(t.confidence, t.max_stretch))
+
+
+def test_reel_outputs_are_stamped_broadcast_wavs(reel_run):
+    config, result, _ = reel_run
+    out = config.out_dir
+    start, end = REGION
+    for name, sr, ch, subtype in [("101_t1", 48000, 1, "PCM_24"), ("101_t2", 44100, 2, "PCM_16"),
+                                  ("103_t1", 48000, 1, "PCM_24")]:
+        info = sf.info(out / f"{name}.wav")
+        assert (info.samplerate, info.channels, info.subtype) == (sr, ch, subtype)
+        assert info.frames == round((end - start) * sr)
+        bext = read_bext(out / f"{name}.wav")
+        assert bext.time_reference == round((3600 + start) * sr)  # 01:00:00:05 in samples since midnight
+        assert bext.originator == "dubalign"
+        cue, take = name.split("_")
+        best = next(o for o in result.outcomes if o.cue.cue_id == cue).best_take == take
+        assert bext.description == f"cue {cue} take {take}{' [best]' if best else ''} - ANNA: " + (
+            "Bin blue at F two now" if cue == "101" else "the same region")
+    assert not (out / "102_t1.wav").exists() and not (out / "104_long.wav").exists()
+    report = json.loads((out / "reports" / "101.json").read_text())
+    assert report["region"] == {"start": start, "end": end, "start_tc": "01:00:00:05", "origin_s": 3600 + start}
+    assert report["cue"]["character"] == "ANNA" and report["status"] == "ok"
+    assert report["alignments"]["t2"]["sample_rate"] == 44100
+    assert json.loads((out / "reports" / "102.json").read_text())["status"] == "failed"
+    # 101, 103 and 104 share the region: the picture was analysed once.
+    assert len(list((out / ".cache").glob("*.npz"))) == 1
+    assert not temp_files(out)
+
+
+def test_reel_summary(reel_run):
+    config, result, _ = reel_run
+    rows = read_summary(config.out_dir)
+    assert [(r["cue"], r["take"], r["status"]) for r in rows] == [
+        ("101", "t1", "ok"), ("101", "t2", "ok"), ("102", "t1", "failed"), ("103", "missing", "failed"),
+        ("103", "t1", "ok"), ("104", "long", "failed")]
+    for r, t in zip(rows, [t for o in result.outcomes for t in o.takes], strict=True):
+        assert r["max_stretch"] == ("" if t.max_stretch is None else f"{t.max_stretch:.3f}")
+        assert r["best"] == ("yes" if t.best else "")
+    assert all(r["row"] == "2" and r["start_tc"] == "01:00:00:05" for r in rows[:2])
+    summary = json.loads((config.out_dir / "summary.json").read_text())
+    assert [c["status"] for c in summary["cues"]] == ["ok", "failed", "partial", "failed"]
+    assert summary["interrupted"] is False and summary["counts"] == {"ok": 3, "failed": 3}
+
+
+# ----------------------------------------------------------------------------- ranking (real results)
+
+
+@pytest.fixture(scope="module")
+def real_result(reel_run) -> AlignmentResult:
+    """Take t1 of cue 101 aligned again, on the reel's cached picture analysis."""
+    config, _, _ = reel_run
+    job = plan_batch(read_cue_list(config.cues), config)[0]
+    return align_dub(load_or_analyze(job, config.align, config.out_dir / ".cache"), job.takes[0].dub)
+
+
+def test_max_stretch_reads_the_speech_not_the_pauses(real_result, reel_run):
+    lo, hi = real_result.stretch_range
+    assert max_stretch(real_result) == pytest.approx(max(hi, 1 / lo))
+    assert reel_run[1].outcomes[0].takes[0].max_stretch == pytest.approx(max_stretch(real_result))  # the summary's
+    assert 1.0 <= max_stretch(real_result) < 1.5  # the aligner's default limits, speech only
+    # A pause stretched 20x (as between the lines of a reel cue) must not count: the summary
+    # showed 20.000 for every take when it read the whole map.
+    tm = real_result.timemap
+    paused = TimeMap(np.r_[tm.dub_t, tm.dub_t[-1] + 0.05], np.r_[tm.pic_t, tm.pic_t[-1] + 1.0])
+    assert paused.stretch().max() == pytest.approx(20.0)
+    assert max_stretch(dataclasses.replace(real_result, timemap=paused)) == max_stretch(real_result)
 
 
 def test_take_score_prefers_confidence_then_less_stretch():
@@ -237,291 +456,188 @@ def test_take_score_prefers_confidence_then_less_stretch():
     assert take_score(0.8, 1.5) == pytest.approx(0.8 - 0.25 * np.log(1.5))
 
 
-# Known answers for the fake aligner, by take file stem: (confidence, stretch of the map).
-FAKE = {"good": (0.9, 1.0), "warped": (0.9, 1.5), "weak": (0.4, 1.0), "boom": None}
+def test_rank_takes(real_result):
+    def take(conf, stretch_range):
+        return dataclasses.replace(real_result, overall_confidence=conf, stretch_range=stretch_range)
 
-
-def fake_align_dub(pic, dub_path, cfg, hook=None):
-    stem = Path(dub_path).stem
-    if FAKE[stem] is None:
-        raise AlignmentError("no path through the cost matrix")
-    conf, stretch = FAKE[stem]
-    info = sf.info(dub_path)
-    y, sr = sf.read(dub_path, dtype="float32", always_2d=True)
-    n_out = int(round(pic.duration * sr))
-    audio = np.zeros((n_out, y.shape[1]), np.float32)
-    audio[: min(n_out, len(y))] = y[:n_out]
-    tm = TimeMap(dub_t=np.array([0.0, 1.0, 2.0]), pic_t=np.array([0.0, stretch, stretch + 1.0]))
-    return SimpleNamespace(audio=audio, sr=sr, subtype=info.subtype, timemap=tm,
-                           overall_confidence=conf, warnings=[f"fake {stem}"],
-                           to_json=lambda: {"overall_confidence": conf})
+    ranked = rank_takes({"warped": take(0.9, (0.95, 1.5)), "weak": take(0.4, (1.0, 1.0)),
+                         "good": take(0.9, (0.95, 1.05)), "squeezed": take(0.9, (0.6, 1.0)),
+                         "twin": take(0.9, (0.95, 1.05))})
+    # equal confidence: less stretch (either way) wins, ties keep the list's order; low confidence last
+    assert ranked == ["good", "twin", "warped", "squeezed", "weak"]
+    assert rank_takes({}) == []
 
 
 @pytest.fixture
-def fake_aligner(monkeypatch):
-    calls = []
-
-    def fake_analysis(job, cfg, cache_dir):
-        calls.append((job.picture, job.start, job.end))
-        return SimpleNamespace(duration=job.end - job.start)
-
-    monkeypatch.setattr(batch, "load_or_analyze", fake_analysis)
-    monkeypatch.setattr(align_mod, "align_dub", fake_align_dub)
-    return calls
-
-
-@pytest.fixture
-def reel_run(tmp_path, reel, rng):
-    """A reel cue list: a cue with three takes, a bad timecode, a missing take, a failing take."""
-    write_take(tmp_path / "good.wav", rng, sr=48000, channels=2, subtype="PCM_24")
-    write_take(tmp_path / "warped.wav", rng, sr=44100, channels=1, subtype="PCM_16")
-    write_take(tmp_path / "weak.wav", rng, sr=48000, channels=1, subtype="FLOAT")
-    write_take(tmp_path / "boom.wav", rng)
-    p = write_cues(tmp_path / "cues.csv", [
-        ["cue", "take", "tc_in", "tc_out", "character", "line"],
-        ["101", "weak.wav;warped.wav", "01:00:02:00", "01:00:04:00", "ANNA", "Where were you?"],
-        ["101", "good.wav", "", "", "", ""],
-        ["102", "good.wav", "01:00:0x:00", "01:00:06:00", "BEN", "broken"],
-        ["103", "missing.wav;weak.wav", "01:00:06:00", "01:00:08:00", "ANNA", "Home."],
-        ["104", "boom.wav", "01:00:08:00", "01:00:09:00", "BEN", "Boom."],
-    ])
-    return BatchConfig(cues=p, out_dir=tmp_path / "out", picture=reel, fps=FPS25)
+def reel_again(reel_run, tmp_path):
+    """The reel's config, for a test that runs it again; its cue list and OUTDIR are put back
+    afterwards. (A copy elsewhere would not do: reports name their files by absolute path.)"""
+    config, _, _ = reel_run
+    saved = tmp_path / "saved"
+    shutil.copytree(config.out_dir, saved)
+    cues = config.cues.read_bytes()
+    yield config
+    shutil.rmtree(config.out_dir)
+    shutil.copytree(saved, config.out_dir)
+    config.cues.write_bytes(cues)
 
 
-def read_summary(out: Path) -> list[dict]:
-    with open(out / "summary.csv", newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def test_reel_with_fake_aligner(reel_run, fake_aligner, tmp_path):
-    events = []
-    result = run_batch(reel_run, hook=lambda stage, v: events.append(stage))
-    out = reel_run.out_dir
-    assert events == ["plan"] + ["cue"] * 4
-    status = {(r["cue"], r["take"]): r["status"] for r in read_summary(out)}
-    assert status == {("101", "weak"): "ok", ("101", "warped"): "ok", ("101", "good"): "ok",
-                      ("102", "good"): "failed", ("103", "missing"): "failed",
-                      ("103", "weak"): "ok", ("104", "boom"): "failed"}
-    assert result.counts == {"ok": 4, "failed": 3}
-    c101, c102, c103, c104 = result.outcomes
-    assert (c101.status, c102.status, c103.status, c104.status) == (
-        "ok", "failed", "partial", "failed")
-    # Ranking: equal confidence, less stretch wins; low confidence last.
-    assert c101.best_take == "good"
-    assert [(t.take, t.rank, t.best) for t in c101.takes] == [
-        ("weak", 3, False), ("warped", 2, False), ("good", 1, True)]
-    assert c101.takes[1].max_stretch == pytest.approx(1.5)
-    assert "row 4 (cue 102): tc_in: bad timecode" in c102.error
-    assert "take file not found" in c103.takes[0].error and c103.best_take == "weak"
-    assert "no path through the cost matrix" in c104.error
-    # The picture region was analysed once per cue, not once per take.
-    assert len(fake_aligner) == 3
-    # Outputs keep each take's rate, channels and bit depth; TimeReference = region start
-    # (tc_in 01:00:02:00 minus the 1 s handle) in samples at the file's own rate.
-    for take, sr, ch, subtype in [("good", 48000, 2, "PCM_24"), ("warped", 44100, 1, "PCM_16"),
-                                  ("weak", 48000, 1, "FLOAT")]:
-        path = out / f"101_{take}.wav"
-        info = sf.info(path)
-        assert (info.samplerate, info.channels, info.subtype) == (sr, ch, subtype)
-        assert info.frames == round(4.0 * sr)  # 2 s cue + 2 x 1 s handles
-        bext = read_bext(path)
-        assert bext.time_reference == 3601 * sr
-        assert bext.originator == "dubalign"
-        assert bext.description.startswith(f"cue 101 take {take}")
-        assert ("[best]" in bext.description) == (take == "good")
-    assert read_bext(out / "103_weak.wav").time_reference == 3605 * 48000
-    report = json.loads((out / "reports" / "101.json").read_text())
-    assert report["best_take"] == "good" and report["cue"]["character"] == "ANNA"
-    assert report["alignments"]["good"] == {"overall_confidence": 0.9}
-    assert report["region"]["start_tc"] == "01:00:01:00"
-    summary = json.loads((out / "summary.json").read_text())
-    assert [c["status"] for c in summary["cues"]] == ["ok", "failed", "partial", "failed"]
-    assert not list(out.rglob(f"*{TEMP_MARK}*"))
-
-
-def test_resume_skips_done_cues_only(reel_run, fake_aligner):
-    run_batch(reel_run)
-    out = reel_run.out_dir
+def test_resume_skips_done_cues_only(reel_again):
+    out = reel_again.out_dir
     stamp = (out / "reports" / "101.json").stat().st_mtime_ns
-    fake_aligner.clear()
-    result = run_batch(BatchConfig(**{**reel_run.__dict__, "resume": True}))
+    ran = []
+    result = run_batch(dataclasses.replace(reel_again, resume=True),
+                       hook=lambda stage, v: ran.append((v.cue.cue_id, v.status)) if stage == "cue" else None)
+    assert ran == [("101", "skipped"), ("102", "failed"), ("103", "partial"), ("104", "failed")]
     assert (out / "reports" / "101.json").stat().st_mtime_ns == stamp
-    assert [o.status for o in result.outcomes] == ["skipped", "failed", "partial", "failed"]
-    assert result.outcomes[0].best_take == "good"
-    # Only the cues that were not fully done ran again.
-    assert [start for _, start, _ in fake_aligner] == pytest.approx([5.0, 7.0])
+    c101 = result.outcomes[0]
+    assert c101.best_take in ("t1", "t2") and all(t.max_stretch is not None for t in c101.takes)
     rows = read_summary(out)
     assert {r["status"] for r in rows if r["cue"] == "101"} == {"skipped"}
-    assert next(r for r in rows if r["take"] == "good" and r["cue"] == "101")["best"] == "yes"
-    # A deleted output makes its cue run again.
-    (out / "101_warped.wav").unlink()
-    fake_aligner.clear()
-    result = run_batch(BatchConfig(**{**reel_run.__dict__, "resume": True}))
-    assert result.outcomes[0].status == "ok" and (out / "101_warped.wav").is_file()
+    assert next(r for r in rows if r["cue"] == "101" and r["take"] == c101.best_take)["best"] == "yes"
+    # A deleted output makes its cue due again; another region too.
+    job = plan_batch(read_cue_list(reel_again.cues), reel_again)[0]
+    assert previous_outcome(job) is not None
+    assert previous_outcome(dataclasses.replace(job, end=2.9)) is None
+    (out / "101_t2.wav").unlink()
+    assert previous_outcome(job) is None
 
 
-def test_ctrl_c_writes_summary_and_leaves_no_temp_files(reel_run, fake_aligner, monkeypatch):
-    real_run_cue = batch.run_cue
-    calls = []
+def test_ctrl_c_writes_summary_and_leaves_no_temp_files(reel_run, tmp_path):
+    out = tmp_path / "out"
 
-    def interrupted_run_cue(job, cfg, cache_dir):
-        calls.append(job.cue.cue_id)
-        if len(calls) == 3:  # cue 103, after the failing 102 (planned) and 101
-            (reel_run.out_dir / f".half.wav.x{TEMP_MARK}").write_bytes(b"half")
+    def interrupt(stage, value):
+        if stage == "cue":  # the first cue to end is 102 (failed while planning)
+            (out / f".101_t1.wav.x{TEMP_MARK}").write_bytes(b"half")  # as a killed write leaves it
             raise KeyboardInterrupt
-        return real_run_cue(job, cfg, cache_dir)
 
-    monkeypatch.setattr(batch, "run_cue", interrupted_run_cue)
     with pytest.raises(BatchInterrupted) as e:
-        run_batch(reel_run)
+        run_batch(dataclasses.replace(reel_run[0], out_dir=out), hook=interrupt)
     result = e.value.result
     assert result.interrupted
-    assert [o.status for o in result.outcomes] == ["ok", "failed", "skipped", "skipped"]
-    assert "interrupted" in result.outcomes[2].error
-    assert json.loads((reel_run.out_dir / "summary.json").read_text())["interrupted"] is True
-    assert not list(reel_run.out_dir.rglob(f"*{TEMP_MARK}*"))
-    assert not (reel_run.out_dir / "103_weak.wav").exists()
+    assert [o.status for o in result.outcomes] == ["skipped", "failed", "skipped", "skipped"]
+    assert "interrupted" in result.outcomes[0].error
+    assert json.loads((out / "summary.json").read_text())["interrupted"] is True
+    assert not temp_files(out)
+    assert not list(out.glob("*.wav"))
 
 
 # ----------------------------------------------------------------------------- picture cache
 
 
-def fake_analysis(start: float, duration: float) -> PictureAnalysis:
-    n = 5
-    track = LipTrack(times=np.arange(n) / 25, present=np.ones(n, bool),
-                     lips=np.zeros((n, 40, 2), np.float32),
-                     blendshapes=np.zeros((n, 52), np.float32),
-                     crops=np.zeros((n, 4, 8), np.uint8), face=0, n_faces=1, face_x=0.5)
-    return PictureAnalysis(path="p", start=start, duration=duration, fps=25.0, width=32,
-                           height=32, track=track, audio=None)
+def test_analysis_key_follows_what_the_analysis_reads(tmp_path):
+    pic = tmp_path / "p.mkv"
+    shutil.copy(CLIP / "picture.mkv", pic)
+    key = analysis_key(str(pic), 0.2, 3.0, AlignConfig())
+    # settings that act after the analysis do not invalidate it
+    assert analysis_key(str(pic), 0.2, 3.0, AlignConfig(max_shift=0.5, renderer="vocoder", guide="off",
+                                                        min_stretch=0.8, max_stretch=1.2)) == key
+    assert analysis_key(str(pic), 0.2, 2.9, AlignConfig()) != key
+    assert analysis_key(str(pic), None, None, AlignConfig()) != key
+    assert analysis_key(str(pic), 0.2, 3.0, AlignConfig(workers=2)) != key
+    os.utime(pic, ns=(0, 0))  # the picture changed on disk
+    assert analysis_key(str(pic), 0.2, 3.0, AlignConfig()) != key
 
 
-def test_picture_cache_reuses_and_invalidates(tmp_path, reel, monkeypatch):
-    calls = []
-
-    def analyze(path, cfg, *, start=None, end=None, hook=None):
-        calls.append((start, end, cfg.max_shift))
-        return fake_analysis(start, end - start)
-
-    monkeypatch.setattr(align_mod, "analyze_picture", analyze)
-    job = SimpleNamespace(picture=str(reel), start=1.0, end=3.0)
-    cache = tmp_path / "cache"
-    a = load_or_analyze(job, AlignConfig(), cache)
-    b = load_or_analyze(job, AlignConfig(), cache)
-    assert len(calls) == 1 and b.duration == a.duration == 2.0
-    load_or_analyze(SimpleNamespace(picture=str(reel), start=1.0, end=4.0), AlignConfig(), cache)
-    load_or_analyze(job, AlignConfig(max_shift=1.0), cache)
-    assert len(calls) == 3
-    os.utime(reel, ns=(0, 0))  # the picture changed on disk
-    load_or_analyze(job, AlignConfig(), cache)
-    assert len(calls) == 4
-    for p in cache.glob("*.npz"):  # a damaged entry is recomputed
-        p.write_bytes(b"junk")
-    load_or_analyze(job, AlignConfig(), cache)
-    assert len(calls) == 5
-    assert not list(cache.glob(f"*{TEMP_MARK}*"))
-
-
-# ----------------------------------------------------------------------------- end to end
-
-
-def grid_clips(n: int) -> list[Path]:
-    bundled = sorted((TEST_DATA / "grid" / "video").glob("*.mkv"))
-    if len(bundled) >= n:
-        return bundled[:n]
-    split = SHARED / "data" / "grid_s1" / "split.tsv"
-    if not split.is_file():
-        pytest.skip("no GRID clips (tests/data/grid or ../shared)")
-    test_ids = [ln.split("\t")[0] for ln in split.read_text().splitlines()[1:]
-                if ln.endswith("\ttest")]
-    clips = [SHARED / "data" / "grid_s1" / "video" / f"{c}.mkv" for c in test_ids]
-    return [c for c in clips if c.is_file()][:n]
-
-
-def make_take(clip: Path, path: Path, *, shift: float, rate: float, sr: int, channels: int,
-              subtype: str) -> None:
-    """The clip's own speech, delayed by ``shift`` s and played ``rate`` times slower."""
-    from dubalign.media import read_picture_audio
-
-    y = read_picture_audio(clip)  # mono at ANALYSIS_SR
-    src_sr = 16000
-    n_out = int((len(y) / src_sr * rate + shift) * sr)
-    t = np.arange(n_out) / sr
-    src_t = (t - shift) / rate
-    x = np.interp(src_t, np.arange(len(y)) / src_sr, y, left=0.0, right=0.0)
-    sf.write(path, np.repeat(x[:, None], channels, axis=1), sr, subtype=subtype)
-
-
-@pytest.mark.slow
-@pytest.mark.shared
-def test_end_to_end_on_grid_clips(tmp_path):
-    clip_a, clip_b = grid_clips(2)
-    make_take(clip_a, tmp_path / "a_t1.wav", shift=0.25, rate=1.08, sr=48000, channels=2,
-              subtype="PCM_24")
-    make_take(clip_a, tmp_path / "a_t2.wav", shift=-0.15, rate=0.95, sr=44100, channels=1,
-              subtype="PCM_16")
-    make_take(clip_b, tmp_path / "b_t1.wav", shift=0.2, rate=1.0, sr=48000, channels=1,
-              subtype="FLOAT")
-    cues = write_cues(tmp_path / "cues.csv", [
-        ["cue", "take", "picture", "tc_in", "tc_out", "character", "line"],
-        # The clip as a cue picture, cut by timecode (file starts at 00:00:00:00 here).
-        ["A1", "a_t1.wav;a_t2.wav", str(clip_a), "00:00:00:05", "00:00:02:10", "S1", "bin blue"],
-        ["B1", "b_t1.wav", str(clip_b), "", "", "S1", "whole clip"],
-        ["C1", "b_t1.wav", str(clip_b), "00:00:01:00", "00:00:0:10", "S1", "bad timecode"],
-        ["D1", "nothere.wav", str(clip_b), "", "", "S1", "missing"],
-    ])
-    out = tmp_path / "out"
-    cfg = BatchConfig(cues=cues, out_dir=out, fps=FPS25, handles=0.5, jobs=2,
-                      align=AlignConfig(max_shift=0.6))
-    result = run_batch(cfg)
-    status = {(o.cue.cue_id, t.take): t.status for o in result.outcomes for t in o.takes}
-    assert status == {("A1", "a_t1"): "ok", ("A1", "a_t2"): "ok", ("B1", "b_t1"): "ok",
-                      ("C1", "b_t1"): "failed", ("D1", "nothere"): "failed"}, [
-        t.error for o in result.outcomes for t in o.takes]
-    a1 = result.outcomes[0]
-    assert sum(t.best for t in a1.takes) == 1
-    best = next(t for t in a1.takes if t.best)
-    assert best.rank == 1 and best.score == max(t.score for t in a1.takes)
-    for name, sr, ch, subtype in [("A1_a_t1", 48000, 2, "PCM_24"), ("A1_a_t2", 44100, 1, "PCM_16"),
-                                  ("B1_b_t1", 48000, 1, "FLOAT")]:
-        info = sf.info(out / f"{name}.wav")
-        assert (info.samplerate, info.channels, info.subtype) == (sr, ch, subtype)
-    # A1's region starts 0.5 s before 00:00:00:05 (0.2 s), clipped at the clip's start.
-    assert read_bext(out / "A1_a_t1.wav").time_reference == 0
-    a2 = sf.info(out / "A1_a_t2.wav")
-    assert a2.frames == pytest.approx((2.4 + 0.5) * 44100, abs=2)  # 0 .. 2.4 + 0.5 s handle
-    assert "row 4 (cue C1)" in result.outcomes[2].error
-    assert "take file not found" in result.outcomes[3].error
-    report = json.loads((out / "reports" / "A1.json").read_text())
-    assert report["alignments"]["a_t1"]["sample_rate"] == 48000
-    assert len(list((out / ".cache").glob("*.npz"))) == 2
-    # Resume: the done cues are skipped, the failed ones tried again (and fail again).
-    again = run_batch(BatchConfig(**{**cfg.__dict__, "resume": True, "jobs": 1}))
-    assert [o.status for o in again.outcomes] == ["skipped", "skipped", "failed", "failed"]
+def test_load_or_analyze_reuses_and_repairs(reel_run, tmp_path):
+    config, result, _ = reel_run
+    job = plan_batch(read_cue_list(config.cues), config)[0]
+    cache = config.out_dir / ".cache"
+    (entry,) = cache.glob("*.npz")
+    stamp = entry.stat().st_mtime_ns
+    pic = load_or_analyze(job, AlignConfig(max_shift=0.5, renderer="vocoder"), cache)
+    assert isinstance(pic, PictureAnalysis) and (pic.start, pic.duration) == pytest.approx((0.2, 2.8))
+    assert list(cache.glob("*.npz")) == [entry] and entry.stat().st_mtime_ns == stamp
+    # A small new region is analysed and stored; a damaged entry is analysed again.
+    small = dataclasses.replace(job, start=1.0, end=1.2)
+    fresh = tmp_path / "cache"
+    a = load_or_analyze(small, AlignConfig(), fresh)
+    (stored,) = fresh.glob("*.npz")
+    b = load_or_analyze(small, AlignConfig(), fresh)
+    np.testing.assert_array_equal(a.track.lips, b.track.lips)
+    stored.write_bytes(b"junk")
+    c = load_or_analyze(small, AlignConfig(), fresh)
+    np.testing.assert_array_equal(a.track.lips, c.track.lips)
+    assert PictureAnalysis.load(stored).duration == pytest.approx(0.2)
+    assert not temp_files(fresh)
 
 
 # ----------------------------------------------------------------------------- CLI
 
 
-def test_cli(reel_run, fake_aligner):
-    from click.testing import CliRunner
+def test_cli_help_lists_columns_and_an_example():
+    r = CliRunner().invoke(batch_command, ["--help"])
+    assert r.exit_code == 0
+    for field in ("cue", "take", "picture", "tc_in", "tc_out", "character", "line"):
+        assert f"\n    {field} " in r.output
+    assert "101,101_t1.wav|101_t2.wav,01:00:02:00,01:00:04:12,ANNA,Where were you?" in r.output
+    for synonym in ("id", "dub", "file", "video", "start", "end", "role", "dialogue"):
+        assert synonym in sum(SYNONYMS.values(), ()) and synonym in r.output
 
-    from dubalign.cli_batch import batch as batch_command
 
-    args = [str(reel_run.cues), "--picture", str(reel_run.picture), "-o", str(reel_run.out_dir),
-            "--fps", "25"]
+def test_cli_on_the_reel(reel_again):
+    # 101 is done, 102 and 104 fail without aligning anything: a resume that costs nothing
+    write_cues(reel_again.cues, [REEL_ROWS[i] for i in (0, 1, 2, 4)])
+    args = [str(reel_again.cues), "--picture", str(reel_again.picture), "-o", str(reel_again.out_dir), "--fps", "25",
+            "--reel-start", "01:00:00:00", "--handles", "0.4"]
     runner = CliRunner()
     r = runner.invoke(batch_command, args)
-    assert r.exit_code == 1, r.output  # the reel ran; some takes failed
-    assert "4 cues: 4 takes ok, 3 failed, 0 skipped" in r.output
-    assert "failed: row 4 (cue 102): tc_in: bad timecode" in r.output
-    r = runner.invoke(batch_command, args)
     assert r.exit_code == 2 and "holds an earlier run" in r.output
+    r = runner.invoke(batch_command, [*args, "--resume"])
+    assert r.exit_code == 1, r.output  # the reel ran; some takes failed
+    assert "3 cues: 0 takes ok, 2 failed, 2 skipped" in r.output
+    assert "failed: row 3 (cue 102): tc_in: bad timecode" in r.output
+    assert "failed: row 4 (cue 104) take long: the dub (14.7 s) is much longer" in r.output
     r = runner.invoke(batch_command, [*args, "--resume", "-q"])
     assert r.exit_code == 1 and r.output == ""
-    assert read_summary(reel_run.out_dir)[0]["status"] == "skipped"
     r = runner.invoke(batch_command, [*args, "--overwrite", "--map", "cue=Nope"])
     assert r.exit_code == 2
     assert r.output.startswith("dubalign: error: --map cue=Nope: no column 'Nope'")
     r = runner.invoke(batch_command, [*args, "--overwrite", "--fps", "59.94"])
     assert r.exit_code == 2 and "Invalid value for '--fps'" in r.output
+
+
+def test_cli_warnings_reach_the_console(tmp_path):
+    runner = CliRunner()
+    empty = write_cues(tmp_path / "empty.csv", [["cue", "take"]])
+    r = runner.invoke(batch_command, [str(empty), "-o", str(tmp_path / "o1")])
+    assert r.exit_code == 0
+    assert r.output.startswith(f"warning: the cue list {empty} has a header but no cues: nothing to do\n")
+    # A cue at 24 fps on a 25 fps picture: the mismatch is said on the console, once per picture.
+    shutil.copy(CLIP / "dub.wav", tmp_path / "t.wav")
+    cues = write_cues(tmp_path / "c.csv", [["cue", "take", "tc_in", "tc_out"],
+                                           ["1", "t.wav", "00:00:05:00", "00:00:06:00"],
+                                           ["2", "t.wav", "00:00:07:00", "00:00:08:00"]])
+    r = runner.invoke(batch_command, [str(cues), "--picture", str(CLIP / "picture.mkv"), "--fps", "24",
+                                      "-o", str(tmp_path / "o2")])
+    assert r.exit_code == 1  # both cues lie outside the 3 s picture
+    assert r.output.count("warning: the picture picture.mkv runs at 25.000 fps but --fps is 24") == 1
+    assert "runs at 25.000 fps" in read_summary(tmp_path / "o2")[0]["warnings"]  # and in the summary
+    r = runner.invoke(batch_command, [str(cues), "--picture", str(CLIP / "picture.mkv"), "--fps", "24",
+                                      "-o", str(tmp_path / "o3"), "-q"])
+    assert r.exit_code == 1 and r.output == ""
+
+
+# ----------------------------------------------------------------------------- worker pool
+
+
+@pytest.mark.slow
+def test_pool_runs_cues_in_workers(tmp_path):
+    """jobs=2: cues on their own pictures (the clip, whole and cut by timecode) in spawned workers."""
+    shutil.copy(CLIP / "dub.wav", tmp_path / "a.wav")
+    cues = write_cues(tmp_path / "cues.csv", [
+        ["cue", "take", "picture", "tc_in", "tc_out"],
+        ["A1", "a.wav", str(CLIP / "picture.mkv"), "00:00:01:00", "00:00:02:00"],
+        ["B1", "a.wav", str(CLIP / "picture.mkv"), "", ""],
+        ["C1", "nothere.wav", str(CLIP / "picture.mkv"), "", ""],
+    ])
+    out = tmp_path / "out"
+    result = run_batch(BatchConfig(cues=cues, out_dir=out, fps=FPS25, handles=0.5, jobs=2,
+                                   align=AlignConfig(workers=1)))
+    assert [o.status for o in result.outcomes] == ["ok", "ok", "failed"], [o.error for o in result.outcomes]
+    assert "take file not found" in result.outcomes[2].error
+    # A1: 1.0 .. 2.0 s plus 0.5 s handles; B1: the whole 3 s clip, which starts at 00:00:00:00
+    assert (sf.info(out / "A1_a.wav").frames, read_bext(out / "A1_a.wav").time_reference) == (96000, 24000)
+    assert (sf.info(out / "B1_a.wav").frames, read_bext(out / "B1_a.wav").time_reference) == (144000, 0)
+    assert len(list((out / ".cache").glob("*.npz"))) == 2
+    assert not temp_files(out)

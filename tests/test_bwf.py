@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from dubalign import bwf
-from dubalign.bwf import TEMP_MARK, bwf_subtype, read_bext, write_bwf
+from dubalign import files
+from dubalign.bwf import bwf_subtype, read_bext, write_bwf
 from dubalign.errors import MediaError, ParameterError
+from dubalign.files import TEMP_MARK
 
 NOW = dt.datetime(2026, 11, 24, 13, 5, 9)
 
@@ -111,9 +112,15 @@ def test_interrupted_write_leaves_old_file_and_no_temp(tmp_path, monkeypatch):
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(bwf.os, "replace", interrupt)
+    monkeypatch.setattr(files.os, "replace", interrupt)  # Ctrl-C after the data, before the rename
     with pytest.raises(KeyboardInterrupt):
         write_bwf(path, np.zeros((10, 1)), 48000, subtype="PCM_16", time_reference=0)
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.wav"]
     assert not any(TEMP_MARK in name for name in os.listdir(tmp_path))
+
+
+def test_failed_write_is_one_line_media_error(tmp_path):
+    with pytest.raises(MediaError, match=r"^could not write .*x\.wav: .*; nothing was written$"):
+        write_bwf(tmp_path / "missing" / "x.wav", np.zeros((10, 1)), 48000, subtype="PCM_16", time_reference=0)
+    assert list(tmp_path.iterdir()) == []
