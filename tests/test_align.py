@@ -341,3 +341,36 @@ def test_bundled_example_aligns(analysis):
     truth = TimeMap.from_json(json.loads((EXAMPLE / "truth.json").read_text())["time_map"])
     res = align_dub(analysis, EXAMPLE / "dub.wav", AlignConfig(guide="auto"))
     assert np.abs(word_errors(truth, res.timemap)).max() <= TOLERANCE
+
+
+def test_review_outputs_land_with_the_audio(analysis, dub_path, tmp_path, monkeypatch):
+    import av
+
+    monkeypatch.setattr(align_module, "analyze_picture", lambda *a, **k: analysis)
+    out, plot, preview = tmp_path / "synced.wav", tmp_path / "sync.png", tmp_path / "review.mov"
+    align(grid_clip(), dub_path, out, AlignConfig(guide="auto"), plot=plot, preview=preview, preview_guide=True)
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with av.open(str(preview)) as c:
+        assert len(c.streams.video) == 1 and len(c.streams.audio) == 2  # the dub, then the production sound
+        assert c.streams.audio[0].rate == DUB_SR and c.streams.audio[0].channels == 2
+
+    # a preview that cannot be written leaves none of the four files
+    for p in (out, plot, preview):
+        p.unlink()
+
+    def broken(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(align_module, "write_preview", broken)
+    with pytest.raises(MediaError, match="nothing was written"):
+        align(grid_clip(), dub_path, out, plot=plot, preview=preview, report=tmp_path / "r.json")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_review_output_names_are_checked_first(dub_path, tmp_path):
+    with pytest.raises(ParameterError, match="must be a .png"):
+        align(grid_clip(), dub_path, tmp_path / "o.wav", plot=tmp_path / "p.jpg")
+    with pytest.raises(ParameterError):
+        align(grid_clip(), dub_path, tmp_path / "o.wav", preview=tmp_path / "p.avi2")
+    with pytest.raises(ParameterError, match="same file"):
+        align(grid_clip(), dub_path, tmp_path / "o.wav", preview=tmp_path / "o.wav")
