@@ -15,13 +15,74 @@ LOG_FLOOR = 1e-6  # added to mel power before the log, about -60 dB below full-s
 MEL_FMIN, MEL_FMAX = 60.0, 7600.0  # Hz: the speech band
 
 
+# Channels whose correlation is below this are in opposite polarity: a plain mono mix of them
+# loses most of their energy (an exact inverted copy, -1, cancels to silence).
+PHASE_INVERTED_CORR = -0.5
+# A polarity-aligned mix keeping less than this share of the energy of an uncorrelated mix still
+# cancels (delayed copies, comb filtering): the loudest channel alone is analysed instead.
+MIX_MIN_ENERGY = 0.5
+
+
+def channel_correlation(samples: np.ndarray) -> np.ndarray:
+    """Correlation of every pair of channels (without mean removal: audio has no DC to speak of).
+
+    samples : np.ndarray [shape=(n_samples, n_channels)]. Returns [shape=(n_channels, n_channels)]
+    in [-1, 1]; a silent channel correlates 0 with everything.
+    """
+    gram = _gram(samples)
+    norm = np.sqrt(np.diag(gram))
+    denom = np.outer(norm, norm)
+    return np.divide(gram, denom, out=np.zeros_like(gram), where=denom > 0)
+
+
+def inverted_channel_pairs(samples: np.ndarray) -> list[tuple[int, int, float]]:
+    """Pairs of channels in opposite polarity: [(i, j, correlation)] with i < j, 0-based."""
+    if samples.ndim != 2 or samples.shape[1] < 2:
+        return []
+    corr = channel_correlation(samples)
+    c = corr.shape[0]
+    return [(i, j, float(corr[i, j])) for i in range(c) for j in range(i + 1, c) if corr[i, j] < PHASE_INVERTED_CORR]
+
+
+def analysis_mix(samples: np.ndarray) -> np.ndarray:
+    """A mono mix in which channels cannot cancel each other.
+
+    Channels in opposite polarity to the loudest channel (correlation under PHASE_INVERTED_CORR)
+    are inverted before averaging, so a phase-inverted copy (L = -R) adds up instead of cancelling.
+    Should the mix still lose energy (delayed copies, channels that cancel each other), the loudest
+    channel alone is used. Any other dub (almost every real one) mixes exactly as a plain mean.
+
+    samples : np.ndarray [shape=(n_samples, n_channels) or (n_samples,)]. Returns [shape=(n_samples,)].
+    """
+    if samples.ndim == 1:
+        return samples
+    if samples.shape[1] == 1:
+        return samples[:, 0]
+    gram = _gram(samples)
+    loudest = int(np.argmax(np.diag(gram)))
+    norm = np.sqrt(np.diag(gram))
+    corr = np.divide(gram[loudest], norm * norm[loudest], out=np.zeros(len(norm)), where=norm > 0)
+    signs = np.where(corr < PHASE_INVERTED_CORR, -1.0, 1.0)  # flip only the clearly inverted channels
+    mixed_energy = signs @ gram @ signs  # energy of the sum of the polarity-matched channels
+    if mixed_energy < MIX_MIN_ENERGY * np.trace(gram):  # an uncorrelated sum keeps the trace
+        return samples[:, loudest]
+    if (signs > 0).all():
+        return samples.mean(axis=1)
+    return (samples * signs.astype(samples.dtype)).mean(axis=1)
+
+
+def _gram(samples: np.ndarray) -> np.ndarray:
+    """Channel x channel inner products [shape=(n_channels, n_channels)] float64."""
+    x = np.asarray(samples, dtype=np.float32)
+    return (x.T @ x).astype(np.float64)
+
+
 def to_analysis(samples: np.ndarray, sr: int) -> np.ndarray:
-    """Mix down and resample to mono float32 at ANALYSIS_SR.
+    """Mix down (see :func:`analysis_mix`) and resample to mono float32 at ANALYSIS_SR.
 
     samples : np.ndarray [shape=(n_samples, n_channels) or (n_samples,)]
     """
-    y = samples.mean(axis=1) if samples.ndim == 2 else samples
-    y = np.asarray(y, dtype=np.float32)
+    y = np.asarray(analysis_mix(samples), dtype=np.float32)
     if sr != ANALYSIS_SR:
         y = librosa.resample(y, orig_sr=sr, target_sr=ANALYSIS_SR, res_type="soxr_hq")
     return y.astype(np.float32)

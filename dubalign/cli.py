@@ -1,29 +1,27 @@
-"""The ``dubalign`` command: a thin click layer over :mod:`dubalign.align`.
+"""The ``dubalign`` command: a thin click layer over :mod:`dubalign.pipeline`.
 
 Options become a frozen config, the library does the work, errors come back as one line.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import click
 
 from . import __version__
-from .align import AlignConfig, Progress, align
 from .cli_batch import batch as _batch
-from .console import alignment_options, fail, mute_native_stderr
+from .cli_check import check as _check
+from .console import OneLineErrors, alignment_options, fail, mute_native_stderr, one_line
 from .errors import DubalignError
-from .media import current_umask
+from .files import check_distinct
+from .pipeline import AlignConfig, Progress, align
 
 
 class _ProgressBars:
-    """Progress bars on stderr for the long stages (a hook for :func:`dubalign.align.align`)."""
+    """Progress bars on stderr for the long stages (a hook for :func:`dubalign.pipeline.align`)."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
@@ -50,7 +48,7 @@ class _ProgressBars:
             self.bar = None
 
 
-@click.group()
+@click.group(cls=OneLineErrors)
 @click.version_option(__version__, prog_name="dubalign")
 def main() -> None:
     """Align re-recorded dialogue (ADR) to the lips on screen."""
@@ -68,17 +66,24 @@ def main() -> None:
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT (and REPORT) if they exist.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
 def align_command(picture, dub, output, guide, report, max_shift, model, renderer, overwrite, quiet):
-    """Align DUB (WAV/BWF/FLAC/AIFF) to the lips in PICTURE and write OUTPUT."""
+    """Align DUB (WAV/BWF/FLAC/AIFF) to the lips in PICTURE and write OUTPUT.
+
+    OUTPUT and REPORT are written together or not at all; inputs are never changed. Errors are one
+    line on stderr with exit status 1 (2 for usage errors, 130 when interrupted).
+    """
     config = AlignConfig(guide=guide, max_shift=max_shift, model=model, renderer=renderer)
+    try:
+        # before the existence test: "pass --overwrite" is wrong advice when the output is an input
+        check_distinct({"output": output, "report": report}, {"picture": picture, "dub": dub})
+    except DubalignError as e:
+        fail(str(e))
     for path in filter(None, (output, report)):
         if Path(path).exists() and not overwrite:
             fail(f"{path} already exists: choose another name or pass --overwrite")
-    if report and Path(report).resolve() in (Path(picture).resolve(), Path(dub).resolve()):
-        fail(f"the report {report} would overwrite an input")
     bars = _ProgressBars(enabled=not quiet and sys.stderr.isatty())
     started = time.perf_counter()
     try:
-        result = align(picture, dub, output, config, hook=bars)
+        result = align(picture, dub, output, config, report=report, hook=bars)
     except DubalignError as e:
         bars.close()
         fail(str(e))
@@ -86,35 +91,20 @@ def align_command(picture, dub, output, guide, report, max_shift, model, rendere
         bars.close()
         fail("interrupted: nothing was written", code=130)
     bars.close()
-    if report:
-        _write_json(report, {"picture": str(picture), "dub": str(dub), "output": str(output),
-                             **result.to_json()})
     if not quiet:
         total = time.perf_counter() - started
         click.echo(
-            f"wrote {output}: model {result.model.split(' (')[0]}, renderer {result.renderer}, "
-            f"confidence {result.overall_confidence:.2f}, stretch {result.stretch_range[0]:.2f}x.."
-            f"{result.stretch_range[1]:.2f}x, {total:.1f} s",
+            f"wrote {output}{f' and {report}' if report else ''}: model {result.model.split(' (')[0]}, "
+            f"renderer {result.renderer}, confidence {result.overall_confidence:.2f}, stretch "
+            f"{result.stretch_range[0]:.2f}x..{result.stretch_range[1]:.2f}x, {total:.1f} s",
             err=True,
         )
         for w in result.warnings:
-            click.echo(f"warning: {w}", err=True)
+            click.echo(f"warning: {one_line(w)}", err=True)
 
 
 main.add_command(_batch)
-
-
-def _write_json(path: str, obj: dict) -> None:
-    out = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent.resolve())
-    try:
-        os.chmod(tmp, 0o666 & ~current_umask())
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+main.add_command(_check)
 
 
 if __name__ == "__main__":

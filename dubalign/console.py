@@ -27,10 +27,66 @@ def mute_native_stderr() -> None:
         pass
 
 
+def one_line(message: str) -> str:
+    """``message`` as a single printable line: control characters (a newline or a terminal escape in a
+    file name, binary bytes in a library's message) are shown escaped, never sent to the terminal."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in message.strip())
+
+
 def fail(message: str, code: int = 1):
     """Print ``dubalign: error: MESSAGE`` on stderr and exit with ``code`` (never returns)."""
-    click.echo(f"dubalign: error: {message}", err=True)
+    click.echo(f"dubalign: error: {one_line(message)}", err=True)
     sys.exit(code)
+
+
+# click >= 8.2 raises this for a group called without arguments; older versions print the help themselves
+NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
+class OneLineErrors(click.Group):
+    """A click group whose every error is one line, ``dubalign: error: ...``, with a non-zero exit.
+
+    click prints usage errors in three lines ("Usage: ...", "Try ...", "Error: ..."): here they
+    become one (exit 2, as click's). ``--help``, ``--version`` and the help shown for a bare
+    ``dubalign`` are unchanged. An exception no command expected (a bug) is one line too, exit 1;
+    set DUBALIGN_DEBUG=1 to see its traceback.
+    """
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except NO_ARGS_IS_HELP as e:  # a bare `dubalign`: the help, as click shows it
+            e.show()
+            sys.exit(e.exit_code)
+        except click.UsageError as e:
+            where = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
+            fail(_sentence(e.format_message()) + where, e.exit_code)
+        except click.ClickException as e:
+            fail(_sentence(e.format_message()), e.exit_code)
+        except click.Abort:  # Ctrl-C that no command caught
+            fail("interrupted", 130)
+        except MemoryError:
+            fail("out of memory: close other programs or give dubalign shorter files")
+        except OSError as e:  # the system refused something no command expected to fail
+            where = f" ({e.filename})" if e.filename else ""
+            fail(f"{e.strerror or e}{where}")
+        except Exception as e:
+            if os.environ.get("DUBALIGN_DEBUG"):
+                raise
+            text = (str(e).strip().splitlines() or [""])[0]
+            fail(f"unexpected {type(e).__name__}: {text} (a bug in dubalign: please report it with the command "
+                 "line; DUBALIGN_DEBUG=1 shows the traceback)")
+        sys.exit(rv if isinstance(rv, int) else 0)  # an int: the exit code of --help or --version
+
+
+def _sentence(message: str) -> str:
+    """click's "Invalid value for '--guide': ... ." in the house style: lower case, no final stop."""
+    message = message.strip().rstrip(".")
+    if len(message) > 1 and message[0].isupper() and message[1].islower():
+        message = message[0].lower() + message[1:]
+    return message
 
 
 def alignment_options(command):

@@ -94,21 +94,46 @@ def atomic_outputs(*paths: str | os.PathLike) -> Iterator[list[Path]]:
         for p in finals:
             temps.append(temp_path(p))
         yield list(temps)
-        landed: list[Path] = []
-        try:
-            for tmp, final in zip(temps, finals, strict=True):
-                os.replace(tmp, final)
-                landed.append(final)
-        except BaseException:
-            for final in landed:
-                final.unlink(missing_ok=True)
-            raise
+        _land_together(temps, finals)
     except (OSError, RuntimeError) as e:
         target = _failed_target(e, finals)
         raise MediaError(f"could not write {target}: {_reason(e)}; nothing was written") from e
     finally:
         for tmp in temps:
             tmp.unlink(missing_ok=True)
+
+
+def _land_together(temps: list[Path], finals: list[Path]) -> None:
+    """Rename each temp over its final name; if one rename fails, undo the ones done.
+
+    A final that already exists (``--overwrite``) is kept aside under a hard link first, so that
+    undoing puts the old file back rather than leaving no file at all.
+    """
+    kept: dict[Path, Path] = {}
+    landed: list[Path] = []
+    try:
+        for final in finals:
+            if len(finals) > 1 and final.is_file():
+                aside = temp_path(final)
+                aside.unlink()
+                try:
+                    os.link(final, aside)
+                except OSError:  # no hard links on this file system: overwrite without a net
+                    continue
+                kept[final] = aside
+        for tmp, final in zip(temps, finals, strict=True):
+            os.replace(tmp, final)
+            landed.append(final)
+    except BaseException:
+        for final in landed:
+            if final in kept:
+                os.replace(kept.pop(final), final)
+            else:
+                final.unlink(missing_ok=True)
+        raise
+    finally:
+        for aside in kept.values():
+            aside.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

@@ -6,9 +6,10 @@ dubalign (picture audio, the time map, the output) is measured from it.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
-import tempfile
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,13 +18,19 @@ import av
 import numpy as np
 import soundfile as sf
 
+from .audio import inverted_channel_pairs
 from .errors import MediaError
+from .files import atomic_output, current_umask  # noqa: F401  (current_umask: kept importable here)
 from .units import ANALYSIS_SR
 
 # soundfile subtypes we write back unchanged; anything else is written as 24-bit PCM.
 KEEPABLE_SUBTYPES = ("PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE", "PCM_U8")
 DUB_FORMATS = ("WAV", "WAVEX", "RF64", "W64", "FLAC", "AIFF")  # soundfile major formats accepted
 SILENCE_PEAK = 1e-4  # a dub whose peak stays below this (-80 dBFS) holds no usable speech
+# s: shorter dubs are refused. The shortest word with its lip movement lasts about 0.2 s, the lip
+# model looks 0.7 s around each frame, and below 32 ms (MEL_NFFT) there is not even one FFT window.
+MIN_DUB_S = 0.25
+SNIFF_BYTES = 64  # bytes read from a file's start to name its format in an error message
 SEEK_MIN_S = 5.0  # s: regions starting later than this are reached by seeking, not decoding
 SEEK_MARGIN_S = 1.0  # s: seek this far before a region start, in case the seek lands late
 MAX_ANALYSIS_DIM = 640  # px: pictures are scaled down to this longer side for face tracking
@@ -40,6 +47,7 @@ class DubAudio:
     sr: int
     subtype: str
     path: str
+    warnings: tuple[str, ...] = ()  # what an editor should know about the file (e.g. inverted channels)
 
     @property
     def duration(self) -> float:
@@ -64,7 +72,7 @@ class PictureInfo:
 
 
 def check_readable(path: str | os.PathLike, what: str) -> Path:
-    """Raise MediaError unless ``path`` is an existing, readable file."""
+    """Raise MediaError unless ``path`` is an existing, readable, non-empty file."""
     p = Path(path)
     if not p.exists():
         raise MediaError(f"{what} not found: {p}")
@@ -72,49 +80,132 @@ def check_readable(path: str | os.PathLike, what: str) -> Path:
         raise MediaError(f"{what} is not a file: {p}")
     if not os.access(p, os.R_OK):
         raise MediaError(f"{what} is not readable (check permissions): {p}")
+    if p.stat().st_size == 0:
+        raise MediaError(f"{what} is an empty file (0 bytes): {p}")
     return p
 
 
 def read_dub(path: str | os.PathLike) -> DubAudio:
-    """Read a dub (WAV/BWF/FLAC/AIFF, any rate, any channel count, 16/24/32-bit or float)."""
+    """Read a dub (WAV/BWF/FLAC/AIFF, any rate, any channel count, 16/24/32-bit or float).
+
+    Refuses files that hold nothing to align (empty, shorter than MIN_DUB_S, silent, NaN). What an
+    editor should know about a usable file (phase-inverted channels, a cut-short copy) comes back
+    in ``warnings``.
+    """
     p = check_readable(path, "dub")
     try:
         info = sf.info(str(p))
     except Exception as e:  # soundfile raises several types for foreign formats
-        raise MediaError(
-            f"cannot read the dub {p.name}: not a WAV/BWF/FLAC/AIFF file ({_short(e)}); "
-            "convert it to WAV first"
-        ) from None
+        raise MediaError(f"cannot read the dub {p.name}: {_not_a_dub(p, e)}") from None
     if info.format not in DUB_FORMATS:
         raise MediaError(f"unsupported dub format {info.format} in {p.name}: use WAV, BWF, FLAC or AIFF")
     try:
         samples, sr = sf.read(str(p), dtype="float32", always_2d=True)
+    except MemoryError:
+        size = info.frames * info.channels * 4 / 2**30
+        raise MediaError(
+            f"the dub {p.name} is too large to read: {info.duration / 60:.0f} min x {info.channels} channels "
+            f"need {size:.1f} GB of memory; split it into takes"
+        ) from None
     except Exception as e:
-        raise MediaError(f"cannot decode the dub {p.name}: {_short(e)}") from None
+        raise MediaError(f"cannot decode the dub {p.name}: {_sf_reason(e)} (truncated or corrupt?)") from None
     if samples.size == 0:
         raise MediaError(f"the dub {p.name} holds no audio samples")
+    if len(samples) < MIN_DUB_S * sr:
+        raise MediaError(
+            f"the dub {p.name} is too short to align: {_samples(len(samples))} ({len(samples) / sr:.3f} s); "
+            f"a dub needs at least {MIN_DUB_S:g} s"
+        )
+    if not np.isfinite(samples).all():
+        raise MediaError(f"the dub {p.name} holds invalid samples (NaN or infinity): export it again")
     if float(np.max(np.abs(samples))) < SILENCE_PEAK:
         raise MediaError(f"the dub {p.name} is silent (peak below -80 dBFS): nothing to align")
     subtype = info.subtype if info.subtype in KEEPABLE_SUBTYPES else "PCM_24"
-    return DubAudio(samples=samples, sr=int(sr), subtype=subtype, path=str(p))
+    return DubAudio(samples=samples, sr=int(sr), subtype=subtype, path=str(p),
+                    warnings=_dub_warnings(samples, sr, info.extra_info or ""))
+
+
+def _dub_warnings(samples: np.ndarray, sr: int, log: str) -> tuple[str, ...]:
+    """What an editor should know about a dub that can be aligned (log: libsndfile's header log)."""
+    warnings = []
+    for i, j, corr in inverted_channel_pairs(samples):
+        warnings.append(
+            f"dub channels {i + 1} and {j + 1} are phase-inverted (correlation {corr:.2f}): they cancel in a "
+            "mono fold-down; analysed with their polarity matched, written as recorded"
+        )
+    # libsndfile logs a data chunk longer than the file as "data : 528117 (should be 264037)"
+    if re.search(r"^\s*(data|SSND)\s*:\s*\d+\s*\(should be \d+\)", log, re.MULTILINE):
+        warnings.append(
+            f"the dub file ends before its header says it does (a copy cut short, or a recording never "
+            f"closed?): aligned the {len(samples) / sr:.2f} s it holds"
+        )
+    return tuple(warnings)
+
+
+# leading bytes of formats a dub may arrive in by mistake, to name them in an error message
+_MAGIC = [
+    (8, b"WAVE", "WAV"), (8, b"AIFF", "AIFF"), (8, b"AIFC", "AIFF"), (8, b"AVI ", "an AVI video"),
+    (0, b"RF64", "WAV"), (0, b"BW64", "WAV"), (0, b"fLaC", "FLAC"),
+    (0, b"OggS", "Ogg audio"), (0, b"ID3", "MP3 audio"), (0, b"\xff\xfb", "MP3 audio"), (0, b"\xff\xf3", "MP3 audio"),
+    (0, b"\xff\xf2", "MP3 audio"), (0, b"\xff\xf1", "AAC audio"), (0, b"\xff\xf9", "AAC audio"),
+    (4, b"ftyp", "an MP4/MOV/M4A file"), (0, b"\x1aE\xdf\xa3", "a Matroska/WebM file"), (0, b"caff", "a CAF file"),
+    (0, b"#!AMR", "AMR audio"), (0, b"MThd", "a MIDI file"),
+]
+
+
+def _samples(n: int) -> str:
+    return "1 sample" if n == 1 else f"{n} samples"
+
+
+def _sniff(p: Path) -> str | None:
+    """What the first bytes of ``p`` say it is ("WAV", "MP3 audio", "text"...), or None."""
+    try:
+        with open(p, "rb") as f:
+            head = f.read(SNIFF_BYTES)
+    except OSError:
+        return None
+    for offset, magic, name in _MAGIC:
+        if head[offset:offset + len(magic)] == magic:
+            return name
+    for cut in range(4):  # the last character may be cut short by SNIFF_BYTES
+        try:
+            text = head[: len(head) - cut].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        return "text" if text and all(c.isprintable() or c in "\t\r\n" for c in text) else None
+    return None
+
+
+def _not_a_dub(p: Path, e: BaseException) -> str:
+    """Why libsndfile refused ``p``, in words."""
+    kind = _sniff(p)
+    if kind in ("WAV", "AIFF", "FLAC"):
+        return f"a damaged {kind} file ({_sf_reason(e)}): is it truncated or corrupt?"
+    if kind == "text":
+        return "it holds text, not a WAV/BWF/FLAC/AIFF file"
+    if kind is not None:
+        return f"it is {kind}, not a WAV/BWF/FLAC/AIFF file; convert it to WAV first"
+    return "not a WAV/BWF/FLAC/AIFF file (the format is unknown); convert it to WAV first"
+
+
+def _sf_reason(e: BaseException) -> str:
+    """libsndfile's reason without the "Error opening 'path': " prefix."""
+    text = _short(e)
+    text = re.sub(r"^Error opening .*?: ", "", text)
+    return text.rstrip(".") or type(e).__name__
 
 
 def write_audio(path: str | os.PathLike, samples: np.ndarray, sr: int, *, subtype: str) -> None:
-    """Write ``samples`` [shape=(n, n_channels)] as WAV atomically: a temp file, then a rename.
+    """Write ``samples`` [shape=(n, n_channels)] as WAV atomically: nothing is left at ``path``
+    if writing fails half way, and a failure is one-line :class:`MediaError`."""
+    with atomic_output(path) as tmp:
+        write_wav_to(tmp, samples, sr, subtype=subtype)
 
-    Nothing is left at ``path`` if writing fails half way.
-    """
-    out = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent or ".")
-    os.close(fd)
-    try:
-        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; outputs get the usual mode
-        data = np.clip(samples, -1.0, 1.0) if not subtype.startswith(("FLOAT", "DOUBLE")) else samples
-        sf.write(tmp, data, sr, subtype=subtype, format="WAV")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+def write_wav_to(path: str | os.PathLike, samples: np.ndarray, sr: int, *, subtype: str) -> None:
+    """Write ``samples`` as WAV straight to ``path`` (the caller makes it atomic, see files.py)."""
+    data = np.clip(samples, -1.0, 1.0) if not subtype.startswith(("FLOAT", "DOUBLE")) else samples
+    sf.write(str(path), data, sr, subtype=subtype, format="WAV")
 
 
 def probe_picture(path: str | os.PathLike) -> PictureInfo:
@@ -140,7 +231,8 @@ def probe_picture(path: str | os.PathLike) -> PictureInfo:
     except MediaError:
         raise
     except (av.FFmpegError, OSError, ValueError) as e:
-        raise MediaError(f"cannot read the picture {p.name}: {_short(e)}") from None
+        why = "it holds text, not a picture" if _sniff(p) == "text" else _av_reason(e)
+        raise MediaError(f"cannot read the picture {p.name}: {why}") from None
 
 
 def analysis_size(width: int, height: int, max_dim: int = MAX_ANALYSIS_DIM) -> tuple[int, int]:
@@ -182,7 +274,7 @@ def iter_frames(
     except MediaError:
         raise
     except (av.FFmpegError, OSError, ValueError) as e:
-        raise MediaError(f"cannot decode the picture {p.name}: {_short(e)}") from None
+        raise MediaError(f"cannot decode the picture {p.name}: {_av_reason(e, decoding=True)}") from None
 
 
 def _decode_from(path: Path, seek_to: float | None, origin: float) -> Iterator[tuple[float, av.VideoFrame]]:
@@ -231,7 +323,7 @@ def read_picture_audio(
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().reshape(-1))
     except (av.FFmpegError, OSError, ValueError) as e:
-        raise MediaError(f"cannot decode the audio of {p.name}: {_short(e)}") from None
+        raise MediaError(f"cannot decode the audio of {p.name}: {_av_reason(e, decoding=True)}") from None
     if not chunks:
         return None
     y = np.concatenate(chunks).astype(np.float32)
@@ -244,14 +336,28 @@ def read_picture_audio(
     return y
 
 
-def current_umask() -> int:
-    """The process's umask (read by setting it and putting it back)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _short(e: BaseException) -> str:
-    """First line of an exception's message, for one-line errors."""
+    """First line of an exception's message, for one-line errors (control bytes escaped)."""
     text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
+    line = text[0] if text else type(e).__name__
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in line)
+
+
+def _av_reason(e: BaseException, decoding: bool = False) -> str:
+    """Why FFmpeg refused a file, in words rather than ``[Errno 1094995529] ...: 'path'``."""
+    if isinstance(e, av.error.InvalidDataError):
+        if decoding:
+            return "FFmpeg found damaged data in it (corrupt or truncated?)"
+        return "not a media file FFmpeg can read (corrupt or truncated?)"
+    if isinstance(e, av.error.DecoderNotFoundError):
+        return "FFmpeg has no decoder for its codec; convert it to H.264 or ProRes"
+    if isinstance(e, EOFError):
+        return "the file ends early (truncated?)"
+    if isinstance(e, PermissionError):
+        return "permission denied"
+    if isinstance(e, OSError) and e.errno == errno.EIO:
+        return "FFmpeg could not read it (truncated or damaged?)"
+    if isinstance(e, (av.FFmpegError, OSError)) and getattr(e, "strerror", None):
+        why = str(e.strerror)
+        return _short(ValueError(why[:1].lower() + why[1:]))
+    return _short(e)

@@ -16,6 +16,7 @@ import hashlib
 import importlib.resources
 import math
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 
 from .audio import normalize_mel
 from .errors import MediaError
+from .files import atomic_outputs
 from .lips import CROP_H, CROP_W, LIP_POINTS, LipTrack
 from .units import FEATURE_RATE, N_MELS
 
@@ -384,11 +386,11 @@ def save_checkpoint(encoder: SyncEncoder, path: str | os.PathLike) -> str:
     state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
     cfg = asdict(encoder.cfg)
     cfg = {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}
-    tmp = path.with_name(path.name + ".part")
-    torch.save({"config": cfg, "state_dict": state}, tmp)
-    os.replace(tmp, path)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    Path(str(path) + ".sha256").write_text(f"{digest}  {path.name}\n")
+    # the weights and their checksum land together: a stale .sha256 would make load_model refuse them
+    with atomic_outputs(path, str(path) + ".sha256") as (tmp, tmp_sums):
+        torch.save({"config": cfg, "state_dict": state}, tmp)
+        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+        tmp_sums.write_text(f"{digest}  {path.name}\n")
     return digest
 
 
@@ -403,26 +405,55 @@ def load_model(path: str | os.PathLike | None = None) -> LipSyncModel:
     or its checksum is missing, does not match, or does not hold a SyncEncoder checkpoint.
     """
     p = Path(path) if path is not None else _default_path()
+    # the shipped weights are part of the installation; a user's own file is the user's to fix
+    fix = "reinstall dubalign" if path is None else "give a checkpoint written by scripts/train.py"
     if not p.is_file():
-        raise MediaError(f"lip-sync model not found: {p}; reinstall dubalign or pass a model path")
+        where = "is not a file" if p.exists() else "not found"
+        raise MediaError(f"lip-sync model {where}: {p}; {fix}")
     sums = Path(str(p) + ".sha256")
     if not sums.is_file():
-        raise MediaError(f"checksum file {sums.name} missing beside {p.name}; reinstall dubalign")
-    expected = sums.read_text().split()[0].strip().lower() if sums.read_text().strip() else ""
-    actual = hashlib.sha256(p.read_bytes()).hexdigest()
+        hint = fix if path is None else (
+            f"scripts/train.py writes one; if you trust the file, create it with 'sha256sum {p.name} > {sums.name}'"
+        )
+        raise MediaError(f"checksum file {sums.name} missing beside {p.name}: {hint}")
+    try:
+        words = sums.read_bytes().decode("ascii", errors="replace").split()
+        actual = hashlib.sha256(p.read_bytes()).hexdigest()
+    except OSError as e:
+        raise MediaError(f"cannot read the lip-sync model {p.name}: {(e.strerror or str(e)).lower()}") from None
+    expected = words[0].lower() if words else ""
+    if len(expected) != 64 or any(c not in "0123456789abcdef" for c in expected):
+        raise MediaError(f"checksum file {sums.name} holds no sha256 digest; {fix}")
     if actual != expected:
+        again = "download the weights again" if path is None else "copy the file again"
         raise MediaError(
-            f"lip-sync model {p.name} is corrupt (sha256 {actual[:12]}... does not match "
-            f"{expected[:12]}...); reinstall dubalign or download the weights again"
+            f"lip-sync model {p.name} is corrupt: its sha256 ({actual[:12]}...) does not match {sums.name} "
+            f"({expected[:12]}...); {fix} or {again}"
         )
     try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols on foreign files
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception:  # unpickling errors name byte codes and torch versions: none of it helps here
+        raise MediaError(f"cannot load the lip-sync model {p.name}: not a PyTorch checkpoint; {fix}") from None
+    if not isinstance(ckpt, dict) or not {"config", "state_dict"} <= set(ckpt):
+        raise MediaError(
+            f"cannot load the lip-sync model {p.name}: a PyTorch file, but not a dubalign checkpoint "
+            f"(no 'config' and 'state_dict'); {fix}"
+        )
+    try:
         raw = dict(ckpt["config"])
         cfg = EncoderConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
         encoder = SyncEncoder(cfg)
+    except Exception:
+        raise MediaError(
+            f"cannot load the lip-sync model {p.name}: its model configuration is not one this version of "
+            f"dubalign knows; {fix}"
+        ) from None
+    try:
         encoder.load_state_dict(ckpt["state_dict"])
-    except Exception as e:  # unpickling / key / shape errors all mean "not our checkpoint"
-        why = (str(e).strip().splitlines() or [""])[0][:120]  # torch's messages run to paragraphs
-        fix = "reinstall dubalign" if path is None else "give a checkpoint written by scripts/train.py"
-        raise MediaError(f"cannot load the lip-sync model {p.name} ({type(e).__name__}: {why}); {fix}") from None
+    except Exception:
+        raise MediaError(
+            f"cannot load the lip-sync model {p.name}: its weights do not fit its configuration; {fix}"
+        ) from None
     return LipSyncModel(encoder)

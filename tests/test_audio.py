@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 from helpers import click_track, grid_audio, grid_words, to_rate
 
-from dubalign.audio import frame_energy_db, log_mel, normalize_mel, speech_activity, to_analysis
+from dubalign.audio import (
+    analysis_mix,
+    frame_energy_db,
+    inverted_channel_pairs,
+    log_mel,
+    normalize_mel,
+    speech_activity,
+    to_analysis,
+)
 from dubalign.units import ANALYSIS_SR, FEATURE_RATE, MEL_HOP, N_MELS
 
 
@@ -76,3 +84,30 @@ def test_speech_activity_high_on_speech_low_on_silence():
     lead = frame_t < words[0].start - 0.1  # GRID's leading silence
     assert act[in_words].mean() > 0.7
     assert act[lead].mean() < 0.2
+
+
+def test_analysis_mix_of_inverted_channels_does_not_cancel(rng):
+    x = (0.3 * rng.standard_normal(4000)).astype(np.float32)
+    anti = np.stack([x, -x], axis=1)
+    assert np.abs(anti.mean(axis=1)).max() == 0.0  # what a plain mean would analyse: silence
+    np.testing.assert_allclose(analysis_mix(anti), x, atol=1e-7)
+    np.testing.assert_allclose(analysis_mix(anti[:, ::-1]), -x, atol=1e-7)  # the loudest sets the polarity
+    assert inverted_channel_pairs(anti) == [(0, 1, pytest.approx(-1.0))]
+
+
+def test_analysis_mix_is_the_mean_for_ordinary_channels(rng):
+    x = (0.3 * rng.standard_normal((4000, 1))).astype(np.float32)
+    noise = (0.01 * rng.standard_normal((4000, 3))).astype(np.float32)
+    surround = np.concatenate([x, 0.5 * x, np.zeros_like(x), x], axis=1) + np.pad(noise, ((0, 0), (1, 0)))
+    np.testing.assert_array_equal(analysis_mix(surround), surround.mean(axis=1))
+    assert inverted_channel_pairs(surround) == []
+    np.testing.assert_array_equal(analysis_mix(x), x[:, 0])
+    np.testing.assert_array_equal(analysis_mix(x[:, 0]), x[:, 0])
+
+
+def test_analysis_mix_falls_back_to_the_loudest_channel_when_polarity_cannot_help(rng):
+    x, y = rng.standard_normal((2, 8000)).astype(np.float32)
+    # channels 1 and 2 follow the loudest channel a little and cancel each other a lot
+    c = np.stack([3 * x, 0.1 * x + 2.9 * y, 0.1 * x - 2.9 * y], axis=1)
+    assert np.mean(c.mean(axis=1) ** 2) < 0.5 * np.mean(c**2) / 3  # the mean loses the energy
+    np.testing.assert_array_equal(analysis_mix(c), c[:, 0])
