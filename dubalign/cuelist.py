@@ -1,7 +1,9 @@
 """A reel's cue list (CSV, TSV or XLSX) read into :class:`Cue` records.
 
 The header names the columns (case-insensitive synonyms, see :data:`SYNONYMS`, or ``--map``).
-Rows with the same cue id are merged into one cue. A problem of one row (no take, a timecode
+Rows with the same cue id are merged into one cue. Optional control columns (:data:`CONTROL_FIELDS`:
+sync points, protected spans, tightness, stretch limits, plot and preview requests) apply to the
+takes listed on their row, read into :class:`Controls`. A problem of one row (no take, a timecode
 that contradicts an earlier row of the cue, a take listed twice) marks that cue only, so the
 rest of the reel still runs; a problem of the whole list (no header match, unreadable file)
 raises.
@@ -18,9 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import MediaError, ParameterError
+from .timecode import Timecode, parse_timecode
 
+# Optional per-take controls: they apply to the takes listed on the same row (see Controls).
+CONTROL_FIELDS = ("sync_points", "protect", "tightness", "min_stretch", "max_stretch", "plot", "preview")
 # Cue list columns we understand, and the header names (normalised) that mean each one.
-FIELDS = ("cue", "take", "picture", "tc_in", "tc_out", "character", "line")
+FIELDS = ("cue", "take", "picture", "tc_in", "tc_out", "character", "line", *CONTROL_FIELDS)
 SYNONYMS = {
     "cue": ("cue", "cue_id", "cueid", "id", "cue_no", "cue_number", "cue_name"),
     "take": ("take", "takes", "dub", "dubs", "file", "files", "take_file", "dub_file", "audio"),
@@ -29,6 +34,13 @@ SYNONYMS = {
     "tc_out": ("tc_out", "tcout", "out", "end", "timecode_out", "end_tc", "record_out"),
     "character": ("character", "char", "role"),
     "line": ("line", "text", "dialogue", "dialog"),
+    "sync_points": ("sync_points", "sync_point", "syncpoints", "sync"),
+    "protect": ("protect", "protected", "protect_spans"),
+    "tightness": ("tightness", "tight"),
+    "min_stretch": ("min_stretch", "minstretch", "stretch_min"),
+    "max_stretch": ("max_stretch", "maxstretch", "stretch_max"),
+    "plot": ("plot", "plots"),
+    "preview": ("preview", "previews"),
 }
 DELIMITERS = ",\t;|"  # candidate cue list delimiters, sniffed from the header line
 # Several take files in one cell are separated by either of these. A cell that holds the list's
@@ -36,6 +48,139 @@ DELIMITERS = ",\t;|"  # candidate cue list delimiters, sniffed from the header l
 # ';'-separated list spills into the next columns and is reported, with '|' as the fix.
 TAKE_SEPARATORS = "|;"
 _TAKE_SPLIT = re.compile("[" + re.escape(TAKE_SEPARATORS) + "]")
+# Items of a sync_points or protect cell are separated by spaces or commas (';' and ':' belong to
+# timecode, '-' to a span).
+_ITEM_SPLIT = re.compile(r"[\s,]+")
+_SECONDS_RE = re.compile(r"^(?:\d+(?:\.\d*)?|\.\d+)$")  # non-negative decimal seconds
+_YES = ("yes", "y", "true", "1", "x")
+_NO = ("no", "n", "false", "0")
+
+
+@dataclass(frozen=True)
+class Controls:
+    """Per-take alignment controls from the optional cue-list columns (empty cells: not given).
+
+    sync_points : (dub s, picture) pairs the map must pass through; picture is seconds from the
+        start of the cue's picture region (tc_in less the handles: time 0 of the plot and preview)
+        or a :class:`~dubalign.timecode.Timecode` on the picture's clock, which planning turns
+        into region seconds (:func:`dubalign.plan.plan_batch`)
+    protect : (start, end) dub s spans played at their recorded speed
+    """
+
+    sync_points: tuple[tuple[float, float | Timecode], ...] = ()
+    protect: tuple[tuple[float, float], ...] = ()
+    tightness: float | None = None  # 0 (one shift for the whole take) .. 1 (warp freely)
+    min_stretch: float | None = None  # None: the batch's setting
+    max_stretch: float | None = None
+    plot: bool | None = None  # None: as --plots says
+    preview: bool | None = None  # None: as --previews says
+
+    def align_changes(self) -> dict[str, object]:
+        """The AlignConfig fields these controls set (for ``dataclasses.replace``); sync points
+        must already be in region seconds."""
+        assert all(isinstance(p, float) for _, p in self.sync_points), "sync points not planned yet"
+        changes: dict[str, object] = {}
+        if self.sync_points:
+            changes["sync_points"] = self.sync_points
+        if self.protect:
+            changes["protect"] = self.protect
+        for name in ("tightness", "min_stretch", "max_stretch"):
+            if getattr(self, name) is not None:
+                changes[name] = getattr(self, name)
+        return changes
+
+
+def parse_sync_points(text: str) -> tuple[tuple[float, float | Timecode], ...]:
+    """``"0.5=1.25 1.2=01:00:03:10"`` -> ``((0.5, 1.25), (1.2, Timecode(1, 0, 3, 10)))``.
+
+    Each item is DUB=PICTURE: dub seconds, then picture seconds from the cue's region start or a
+    timecode. Items are separated by spaces or commas, in any order (returned in dub time order;
+    the aligner refuses points that contradict each other).
+    """
+    points: list[tuple[float, float | Timecode]] = []
+    for item in _items(text):
+        dub, sep, pic = item.partition("=")
+        if not sep or not _SECONDS_RE.match(dub.strip()):
+            raise ParameterError(f"sync point {item!r} needs the form DUB_S=PICTURE_S or DUB_S=HH:MM:SS:FF")
+        pic = pic.strip()
+        if _SECONDS_RE.match(pic):
+            at: float | Timecode = float(pic)
+        else:
+            try:
+                at = parse_timecode(pic)
+            except ParameterError:
+                raise ParameterError(f"sync point {item!r}: {pic!r} is neither seconds nor a timecode "
+                                     "HH:MM:SS:FF") from None
+        points.append((float(dub), at))
+    return tuple(sorted(points, key=lambda p: p[0]))
+
+
+def parse_protect(text: str) -> tuple[tuple[float, float], ...]:
+    """``"0.2-0.6 1.0-1.3"`` -> ``((0.2, 0.6), (1.0, 1.3))``: dub-second spans, start before end,
+    in order and not overlapping."""
+    spans: list[tuple[float, float]] = []
+    for item in _items(text):
+        a, sep, b = item.partition("-")
+        if not sep or not _SECONDS_RE.match(a.strip()) or not _SECONDS_RE.match(b.strip()):
+            raise ParameterError(f"protect span {item!r} needs the form START-END in dub seconds, e.g. 0.2-0.6")
+        start, end = float(a), float(b)
+        if end <= start:
+            raise ParameterError(f"protect span {item!r} ends before it starts")
+        if spans and start < spans[-1][1]:
+            raise ParameterError(f"protect span {item!r} overlaps or precedes the span before it")
+        spans.append((start, end))
+    return tuple(spans)
+
+
+def parse_flag(text: str, name: str) -> bool:
+    """``yes``/``no`` (also y/n, true/false, 1/0, x for yes) -> bool."""
+    value = text.strip().lower()
+    if value in _YES:
+        return True
+    if value in _NO:
+        return False
+    raise ParameterError(f"{name} {text!r} must be yes or no")
+
+
+def parse_number(text: str, name: str) -> float:
+    """A positive decimal number (tightness, stretch limits); ranges are checked by the aligner."""
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise ParameterError(f"{name} {text!r} is not a number") from None
+    if not value >= 0 or value == float("inf"):
+        raise ParameterError(f"{name} {text!r} must be a number >= 0")
+    return value
+
+
+def parse_controls(cells: dict[str, str]) -> Controls:
+    """:class:`Controls` from ``{field: cell text}`` of one row (empty cells left out).
+
+    Raises :class:`ParameterError` naming the column and value (the caller adds the row).
+    """
+    kw: dict[str, object] = {}
+    for name, text in cells.items():
+        if not text.strip():
+            continue
+        if name == "sync_points":
+            kw[name] = parse_sync_points(text)
+        elif name == "protect":
+            kw[name] = parse_protect(text)
+        elif name in ("plot", "preview"):
+            kw[name] = parse_flag(text, name)
+        elif name == "tightness":
+            kw[name] = parse_number(text, name)
+            if kw[name] > 1:
+                raise ParameterError(f"tightness {text!r} must lie between 0 (one shift) and 1 (free warp)")
+        elif name in ("min_stretch", "max_stretch"):
+            kw[name] = parse_number(text, name)
+        else:
+            raise ParameterError(f"{name} is not a control column")
+    return Controls(**kw)
+
+
+def _items(text: str) -> list[str]:
+    return [i for i in _ITEM_SPLIT.split(text.strip()) if i]
 
 
 @dataclass(frozen=True)
@@ -52,10 +197,15 @@ class Cue:
     character: str
     line: str
     error: str | None = None  # a problem found while reading; the cue fails with it
+    take_controls: tuple[Controls, ...] = ()  # one per take, from its row's control columns
 
     @property
     def label(self) -> str:
         return f"row {self.row} (cue {self.cue_id})"
+
+    def controls(self, index: int) -> Controls:
+        """The controls of take ``index`` (none given: the batch's settings)."""
+        return self.take_controls[index] if index < len(self.take_controls) else Controls()
 
 
 @dataclass(frozen=True)
@@ -143,10 +293,20 @@ class _CueRows:
         self.cue_id = cue_id
         self.row = row
         self.takes: dict[str, int] = {}  # take path -> row it was listed on
+        self.controls: dict[str, Controls] = {}  # take path -> the controls of its row
         self.values: dict[str, tuple[str, int]] = {}  # field -> (value, row it came from)
         self.errors: list[str] = []
 
     def add(self, line_no: int, get, base: Path) -> None:
+        cells = {fld: get(fld) for fld in CONTROL_FIELDS if get(fld)}
+        try:
+            controls = parse_controls(cells)
+        except ParameterError as e:
+            self.errors.append(f"row {line_no} (cue {self.cue_id}): {e}")
+            controls = Controls()
+        if cells and not get("take").strip():
+            self.errors.append(f"row {line_no} (cue {self.cue_id}): {', '.join(cells)} given without a take: "
+                               "controls apply to the takes on their row")
         for text in _TAKE_SPLIT.split(get("take")):
             if not text.strip():
                 continue
@@ -156,6 +316,7 @@ class _CueRows:
                                    f"(first on row {self.takes[take]}): remove one")
             else:
                 self.takes[take] = line_no
+                self.controls[take] = controls
         for fld in ("picture", "tc_in", "tc_out", "character", "line"):
             value = get(fld)
             if not value:
@@ -178,7 +339,7 @@ class _CueRows:
             cue_id=self.cue_id, row=self.row, takes=tuple(self.takes), take_rows=tuple(self.takes.values()),
             picture=value.get("picture"), tc_in=value.get("tc_in", ""), tc_out=value.get("tc_out", ""),
             character=value.get("character", ""), line=value.get("line", ""),
-            error=errors[0] if errors else None,
+            error=errors[0] if errors else None, take_controls=tuple(self.controls[t] for t in self.takes),
         )
 
 
@@ -213,6 +374,8 @@ def _read_rows(path: Path) -> tuple[list[tuple[int, list[str]]], str | None]:
         text = path.read_text(encoding="latin-1")
     except OSError as e:
         raise MediaError(f"cannot read the cue list {path}: {e.strerror or e}") from None
+    if "\x00" in text or sum(not (c.isprintable() or c.isspace()) for c in text[:4096]) > 8:
+        raise MediaError(f"the cue list {path} is not a text file: save it as CSV or TSV (or XLSX)")
     header = next((ln for ln in text.splitlines() if ln.strip()), "")
     if not header:
         raise ParameterError(f"the cue list {path} is empty")

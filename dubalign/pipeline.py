@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -25,11 +26,19 @@ from .audio import frame_energy_db, log_mel, speech_activity, to_analysis
 from .errors import AlignmentError, ParameterError
 from .files import atomic_output, atomic_outputs, check_distinct, check_writable, write_json_to
 from .lips import LipTrack, track_picture
-from .path import PathConstraints, WarpPath, band_around, find_pauses, solve_coarse_to_fine
+from .path import (
+    DEFAULT_PAUSE_MAX_SLOPE,
+    DEFAULT_PAUSE_MIN_SLOPE,
+    PathConstraints,
+    WarpPath,
+    band_around,
+    find_pauses,
+    solve_coarse_to_fine,
+)
 from .preview import preview_container, write_preview
 from .render import render
 from .sync import SyncFeatures, guide_agreement, guide_weight, sync_features
-from .timemap import TimeMap, path_to_timemap
+from .timemap import TimeMap, anchored_shift, path_to_timemap
 from .units import FEATURE_RATE, PATH_RATE, frames_to_seconds
 
 Hook = Callable[[str, object], None]
@@ -56,6 +65,9 @@ EXTREME_STRETCH_MARGIN = 0.03  # stretch within this of a limit counts as 'at th
 # sync on ../shared/eval, warped unchanged); 0.5x for all speech lost a bundled CI case.
 TAIL_ACTIVITY = 0.85
 TAIL_MIN_STRETCH = 0.5
+SYNC_POINT_SLACK = 1  # path columns (10 ms) either side of a sync point its row may use
+SYNC_POINT_MIN_GAP_S = 0.03  # closer sync points (on either axis) leave the map no room between them
+SYNC_POINT_TOLERANCE_S = 1.0 / PATH_RATE  # the map holds every sync point this closely, or the alignment fails
 
 
 @dataclass(frozen=True)
@@ -69,14 +81,58 @@ class AlignConfig:
     model: str = "shipped"  # the lip model: "shipped" (models/lipsync.pt) or a checkpoint path
     renderer: str = "auto"  # "auto", "rubberband" or "vocoder"
     workers: int = 0  # processes tracking lips at once; 0: one per core for long pictures, else 1
+    # (dub s, picture s) points the dub must pass through, each held within a few ms: an editor's
+    # fix for a moment placed wrong (--sync-point DUB_S=PIC_S). Any order; none: the path decides
+    sync_points: tuple[tuple[float, float], ...] = ()
+    # (start s, end s) spans of the dub played at their own speed, moved but never stretched: a
+    # laugh, a breath, a musical phrase (--protect START-END)
+    protect: tuple[tuple[float, float], ...] = ()
+    # How closely the dub follows the lips moment by moment, against keeping the take's own timing
+    # (--tightness). 1: follows the lips syllable by syllable, stretching words and pauses wherever
+    # the picture asks. 0.5: every moment lands halfway between that and the take slid as a whole:
+    # speed changes half as large, and each syllable at most half as far off the lips as the plain
+    # slide leaves it. 0: slides the whole take as one block to its best place, no stretching (the
+    # samples are copied unchanged); with sync points, only the take's pauses give way between
+    # them (its words too, if the pauses cannot). The map is that blend, tightness : 1 - tightness.
+    tightness: float = 1.0
 
     def check(self) -> None:
         if self.guide not in ("auto", "off"):
             raise ParameterError(f"--guide must be 'auto' or 'off', not {self.guide!r}")
         if not 0.0 < self.max_shift <= 30.0:
             raise ParameterError(f"--max-shift must be between 0 and 30 seconds, not {self.max_shift}")
-        if not 0.0 < self.min_stretch < 1.0 < self.max_stretch:
-            raise ParameterError("stretch limits must satisfy 0 < min_stretch < 1 < max_stretch")
+        # pauses may already be squeezed to DEFAULT_PAUSE_MIN_SLOPE and stretched to
+        # DEFAULT_PAUSE_MAX_SLOPE; speech may not go further than silence
+        if not DEFAULT_PAUSE_MIN_SLOPE <= self.min_stretch < 1.0:
+            raise ParameterError(
+                f"--min-stretch (the fastest the dub may play, as picture time per dub time) must be at least "
+                f"{DEFAULT_PAUSE_MIN_SLOPE:g} and below 1, not {self.min_stretch}"
+            )
+        if not 1.0 < self.max_stretch <= DEFAULT_PAUSE_MAX_SLOPE:
+            raise ParameterError(
+                f"--max-stretch (the slowest the dub may play, as picture time per dub time) must be above 1 "
+                f"and at most {DEFAULT_PAUSE_MAX_SLOPE:g}, not {self.max_stretch}"
+            )
+        if not 0.0 <= self.tightness <= 1.0:
+            raise ParameterError(
+                f"--tightness must be between 0 (one shift for the whole take) and 1 (follow the lips), "
+                f"not {self.tightness}"
+            )
+        for start, end in _pairs("--protect", self.protect, "START-END"):
+            if not 0.0 <= start < end:
+                raise ParameterError(
+                    f"--protect {start:g}-{end:g}: a span of dub seconds must start at 0 or later "
+                    f"and end after it starts"
+                )
+        points = sorted(_pairs("--sync-point", self.sync_points, "DUB_S=PIC_S"))
+        for (d0, p0), (d1, p1) in zip(points, points[1:], strict=False):
+            if d1 - d0 < SYNC_POINT_MIN_GAP_S or p1 - p0 < SYNC_POINT_MIN_GAP_S:
+                raise ParameterError(
+                    f"--sync-point {d0:g}={p0:g} and {d1:g}={p1:g} contradict each other: a later dub time "
+                    f"must go to a later picture time, at least {1000 * SYNC_POINT_MIN_GAP_S:g} ms apart on both"
+                )
+        if any(d < 0 for d, _ in points):
+            raise ParameterError(f"--sync-point {points[0][0]:g}={points[0][1]:g}: dub times start at 0")
         if self.model != SHIPPED_MODEL and not Path(self.model).is_file():
             raise ParameterError(
                 f"--model: no checkpoint at {self.model}; give a file written by scripts/train.py "
@@ -86,6 +142,18 @@ class AlignConfig:
             raise ParameterError(f"workers must be 0 (automatic) or more, not {self.workers}")
         if self.renderer not in ("auto", "rubberband", "vocoder"):
             raise ParameterError(f"renderer must be 'auto', 'rubberband' or 'vocoder', not {self.renderer!r}")
+
+
+def _pairs(option: str, value: object, form: str) -> list[tuple[float, float]]:
+    """``value`` as a list of pairs of finite floats, or a ParameterError naming ``option``."""
+    try:
+        pairs = [(float(a), float(b)) for a, b in value]  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise ParameterError(f"{option} must be a list of {form} pairs, not {value!r}") from None
+    bad = [p for p in pairs if not all(map(math.isfinite, p))]
+    if bad:
+        raise ParameterError(f"{option} {bad[0][0]}, {bad[0][1]}: not finite seconds")
+    return pairs
 
 
 @dataclass(frozen=True)
@@ -362,7 +430,7 @@ def align_dub(
     with _timed(timings, "features"):
         feats = dub_features(dub)
     hook("features", feats)
-    _check_fits(dub, picture, config)
+    _check_fits(dub, picture.duration, config)
 
     with _timed(timings, "model_load"):
         model = load_lip_model(config.model)
@@ -419,7 +487,8 @@ def place_dub(
 
     With a guide, the dub is placed once, then the guide's agreement with the placed dub sets its
     weight; a guide that hardly follows the dub (another take, music, wild sound) is weighted down
-    or dropped and the dub placed again. Lips-only maps aim LIPS_ONLY_AIM_S later.
+    or dropped and the dub placed again. Lips-only maps aim LIPS_ONLY_AIM_S later, unless the
+    editor's sync points pin them.
     """
     hook = hook or _noop
     path, timemap = _solve_map(sync, config=config, speech=feats.speech, pauses=feats.pauses, tails=feats.tails)
@@ -433,7 +502,9 @@ def place_dub(
             path, timemap = _solve_map(
                 sync, config=config, speech=feats.speech, pauses=feats.pauses, tails=feats.tails
             )
-    aim = LIPS_ONLY_AIM_S if sync.guide_dub is None or sync.guide_weight == 0 else 0.0
+    # an editor's sync points hold as given: no aim then
+    lips_only = sync.guide_dub is None or sync.guide_weight == 0
+    aim = LIPS_ONLY_AIM_S if lips_only and not config.sync_points else 0.0
     if aim:
         timemap = TimeMap(timemap.dub_t, timemap.pic_t + aim)
     return Placement(features=sync, path=path, timemap=timemap, guide_agreement=agreement, aim_s=aim)
@@ -470,7 +541,12 @@ def align(
     for what, path in outputs.items():
         if path is not None:
             check_writable(path, what)
-    dub_audio = media.read_dub(dub)  # fail fast on a bad dub, before the slow picture analysis
+    # fail fast on what can be known before the slow picture analysis: the dub, the model, lengths
+    config.check()
+    dub_audio = media.read_dub(dub)
+    load_lip_model(config.model)
+    info = media.probe_picture(picture)
+    _check_fits(dub_audio, info.duration, config)
     analysis = analyze_picture(picture, config, hook=hook)
     seen: dict[str, object] = {}
 
@@ -519,11 +595,11 @@ def _speech_span(feats: DubFeatures) -> tuple[float, float]:
     return float(frames_to_seconds(rows[0], PATH_RATE)), float(frames_to_seconds(rows[-1], PATH_RATE))
 
 
-def _check_fits(dub: media.DubAudio, picture: PictureAnalysis, config: AlignConfig) -> None:
-    """Refuse a dub that cannot fit the picture at the fastest stretch allowed."""
-    if dub.duration * config.min_stretch > picture.duration + 2 * config.max_shift:
+def _check_fits(dub: media.DubAudio, picture_s: float, config: AlignConfig) -> None:
+    """Refuse a dub that cannot fit the picture (``picture_s`` long) at the fastest stretch allowed."""
+    if dub.duration * config.min_stretch > picture_s + 2 * config.max_shift:
         raise AlignmentError(
-            f"the dub ({dub.duration:.1f} s) is much longer than the picture ({picture.duration:.1f} s) "
+            f"the dub ({dub.duration:.1f} s) is much longer than the picture ({picture_s:.1f} s) "
             f"plus --max-shift ({config.max_shift:g} s): trim the dub or give a longer picture"
         )
 
@@ -537,18 +613,29 @@ def word_tails(speech: np.ndarray, pauses: np.ndarray) -> np.ndarray:
 
 
 def _solve(features: SyncFeatures, config: AlignConfig, constraints: PathConstraints) -> WarpPath:
-    """The constrained DTW path through the sync matrix, coarse-to-fine when the line is long."""
+    """The constrained DTW path through the sync matrix, coarse-to-fine when the line is long.
+
+    Each sync point's row may only use the columns within SYNC_POINT_SLACK of the point, on the
+    fine grid and on every pooled one (there in pooled columns), so the coarse pass already
+    passes through it and the fine band around it holds it.
+    """
     pad_cols = int(round(config.max_shift * PATH_RATE))
     corridor = None
     if features.n_dub > LONG_LINE_S * PATH_RATE:
         # long lines: no dub moment may move more than twice --max-shift, which bounds memory
         corridor = (-pad_cols, 3 * pad_cols)  # column - row; pad_cols = no shift
     pooled: dict[int, SyncFeatures] = {}
+    cells = [_sync_cell(point, config) for point in config.sync_points]
 
     def cost_fn(col_start: np.ndarray, width: int, factor: int) -> np.ndarray:
         if factor not in pooled:
             pooled[factor] = features.pooled(factor)
-        return pooled[factor].band(col_start, width).costs
+        costs = pooled[factor].band(col_start, width).costs
+        for row, col in cells:
+            r = row // factor
+            if r < len(col_start):
+                costs[r, np.abs(col_start[r] + np.arange(width) - col // factor) > SYNC_POINT_SLACK] = np.inf
+        return costs
 
     return solve_coarse_to_fine(
         cost_fn, features.n_dub, features.n_pic, start_cols=(0, 2 * pad_cols), corridor=corridor,
@@ -560,16 +647,140 @@ def _solve_map(
     features: SyncFeatures, *, config: AlignConfig, speech: np.ndarray, pauses: np.ndarray,
     tails: np.ndarray,
 ) -> tuple[WarpPath, TimeMap]:
-    """The path through the fused costs and the smooth time map made from it."""
+    """The path through the fused costs and the smooth time map made from it, under the editor's
+    controls (see AlignConfig): protected spans fix rows, sync points pin the path and the map,
+    and below tightness 1 the map is blended with the take slid as a whole (``anchored_shift``
+    through the sync points when there are any, else the best constant shift).
+
+    Where the map is such a blend, the path returned is the map's cell in each dub row, its cost
+    the mean fused cost of those cells in a band of +-CONFIDENCE_RADIUS around them (no
+    penalties): what confidence and plots should measure is where the dub was placed.
+    """
+    n_dub = features.n_dub
     constraints = PathConstraints(
         min_slope=config.min_stretch, max_slope=config.max_stretch, pause_rows=pauses, soft_rows=tails,
-        soft_min_slope=min(TAIL_MIN_STRETCH, config.min_stretch),
+        soft_min_slope=min(TAIL_MIN_STRETCH, config.min_stretch), fixed_rows=_protected_rows(config, n_dub),
     )
-    path = _solve(features, config, constraints)
-    timemap = path_to_timemap(
-        path, constraints=constraints, rate=PATH_RATE, pic_origin=-config.max_shift, dub_speech=speech
-    )
-    return path, timemap
+    points = sorted((float(d), float(p)) for d, p in config.sync_points)
+    _check_sync_points(points, features, config, constraints)
+    origin, t = -config.max_shift, config.tightness
+    free = None
+    if t > 0:
+        try:
+            path = _solve(features, config, constraints)
+        except AlignmentError as exc:
+            if not points:
+                raise
+            raise AlignmentError(f"{exc}; or the --sync-point values ask for more than that: check them") from exc
+        free = path_to_timemap(
+            path, constraints=constraints, rate=PATH_RATE, pic_origin=origin, dub_speech=speech, anchors=points
+        )
+        if t == 1:
+            _check_held(points, free)
+            return path, free
+    if points:
+        rigid = anchored_shift(n_dub, points, constraints=constraints, rate=PATH_RATE, pic_origin=origin)
+    else:
+        every = replace(constraints, fixed_rows=np.ones(n_dub, dtype=bool))  # (1, 1) steps only
+        path = _solve(features, replace(config, sync_points=()), every)
+        rigid = path_to_timemap(path, constraints=every, rate=PATH_RATE, pic_origin=origin)
+        if free is None:
+            return path, rigid
+    timemap = rigid if free is None else TimeMap(free.dub_t, t * free.pic_t + (1 - t) * rigid.pic_t)
+    _check_held(points, timemap)
+    return _map_path(timemap, features, config), timemap
+
+
+def _check_held(points: list[tuple[float, float]], timemap: TimeMap) -> None:
+    """Raise unless the map passes within SYNC_POINT_TOLERANCE_S of every sync point."""
+    for dub_s, pic_s in points:
+        miss = abs(float(timemap.to_picture(dub_s)) - pic_s)
+        if miss > SYNC_POINT_TOLERANCE_S:
+            raise AlignmentError(
+                f"--sync-point {dub_s:g}={pic_s:g} could only be held within {1000 * miss:.0f} ms: the stretch "
+                f"limits and protected spans leave too little room between it and the next sync point; "
+                f"widen --min-stretch/--max-stretch, shorten --protect or check the points"
+            )
+
+
+def _map_path(timemap: TimeMap, features: SyncFeatures, config: AlignConfig) -> WarpPath:
+    """The cell of each dub row that ``timemap`` (on the path grid, one knot per row) passes."""
+    rows = np.arange(features.n_dub)
+    cols = np.round((timemap.pic_t[rows] + config.max_shift) * PATH_RATE)
+    cols = np.clip(cols, 0, features.n_pic - 1).astype(np.int64)
+    col_start, width = band_around((rows, cols), features.n_dub, features.n_pic, radius=CONFIDENCE_RADIUS)
+    costs = features.band(col_start, width).costs
+    return WarpPath(dub_frames=rows, pic_frames=cols, cost=float(np.mean(costs[rows, cols - col_start])))
+
+
+def _protected_rows(config: AlignConfig, n_dub: int) -> np.ndarray | None:
+    """Dub rows played at their own speed: those of --protect spans (None: no span)."""
+    if not config.protect:
+        return None
+    fixed = np.zeros(n_dub, dtype=bool)
+    for start, end in config.protect:
+        # whole rows covering the span; a dub may end up to one row after its last row's time
+        if end > n_dub / PATH_RATE:
+            raise ParameterError(
+                f"--protect {start:g}-{end:g}: the dub is only {n_dub / PATH_RATE:.2f} s long; "
+                f"give a span inside it"
+            )
+        fixed[int(np.floor(start * PATH_RATE)) : int(np.ceil(end * PATH_RATE)) + 1] = True
+    return fixed
+
+
+def _sync_cell(point: tuple[float, float], config: AlignConfig) -> tuple[int, int]:
+    """The (row, column) of a (dub s, picture s) sync point on the path grid."""
+    dub_s, pic_s = point
+    return int(round(dub_s * PATH_RATE)), int(round((pic_s + config.max_shift) * PATH_RATE))
+
+
+def _check_sync_points(
+    points: list[tuple[float, float]], features: SyncFeatures, config: AlignConfig, constraints: PathConstraints
+) -> None:
+    """Refuse sync points no path can pass through, naming them and what to change.
+
+    Generous by a couple of columns: what these bounds cannot see, the solver still refuses.
+    """
+    if not points:
+        return
+    n_dub, n_pic = features.n_dub, features.n_pic
+    pad_cols = int(round(config.max_shift * PATH_RATE))
+    least, most = constraints.advance_bounds(n_dub)
+    reach_lo = np.concatenate([[0.0], np.cumsum(least)])
+    reach_hi = np.concatenate([[0.0], np.cumsum(most)])
+    slack = 2 * SYNC_POINT_SLACK + 1  # the point's own columns and the steps' rounding
+    picture_s = (n_pic - 1) / PATH_RATE - 2 * config.max_shift
+    for point in points:
+        (row, col), name = _sync_cell(point, config), f"--sync-point {point[0]:g}={point[1]:g}"
+        if row >= n_dub:
+            raise ParameterError(f"{name}: the dub is only {n_dub / PATH_RATE:.2f} s long")
+        if not 0 <= col < n_pic:
+            raise ParameterError(
+                f"{name}: the picture runs from 0 to {picture_s:.2f} s, and --max-shift lets the dub "
+                f"reach only {config.max_shift:g} s beyond either end"
+            )
+        if not reach_lo[row] - slack <= col <= 2 * pad_cols + reach_hi[row] + slack:
+            raise ParameterError(
+                f"{name} is out of reach: the dub's start may move at most --max-shift "
+                f"({config.max_shift:g} s) and the dub before the point may only stretch within "
+                f"--min-stretch and --max-stretch; raise --max-shift or check the point"
+            )
+        if n_dub > LONG_LINE_S * PATH_RATE and not -pad_cols - slack <= col - row <= 3 * pad_cols + slack:
+            raise ParameterError(
+                f"{name} moves that moment of this long line by more than twice --max-shift "
+                f"({config.max_shift:g} s); raise --max-shift or check the point"
+            )
+    for a, b in zip(points, points[1:], strict=False):
+        (r0, c0), (r1, c1) = _sync_cell(a, config), _sync_cell(b, config)
+        if not reach_lo[r1] - reach_lo[r0] - slack <= c1 - c0 <= reach_hi[r1] - reach_hi[r0] + slack:
+            rate = (b[1] - a[1]) / (b[0] - a[0])
+            raise ParameterError(
+                f"--sync-point {a[0]:g}={a[1]:g} and {b[0]:g}={b[1]:g} contradict the stretch limits: the "
+                f"dub between them would have to play at {rate:.2f}x (picture time per dub time), beyond "
+                f"--min-stretch {config.min_stretch:.2f} .. --max-stretch {config.max_stretch:.2f} even with its "
+                f"pauses squeezed or stretched (and protected spans allow no change at all)"
+            )
 
 
 def _confidence(features: SyncFeatures, path: WarpPath, speech: np.ndarray) -> tuple[np.ndarray, float]:
