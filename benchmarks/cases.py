@@ -167,16 +167,27 @@ class Truth:
         # cases without a track (built before there were three, or by ../shared/eval) are spliced
         # re-performances, except the independent maker's natural pairs, which name their dub clip
         track = d.get("track") or ("natural" if kind == "reperformance" and "dub_clip" in d else "")
+        pic_t, dub_t = _increasing(np.asarray(d["pic_t"], float), np.asarray(d["dub_t"], float))
         return cls(
             kind=kind,
             track=track,
             picture_duration=float(d["picture_duration"]),
-            pic_t=np.asarray(d["pic_t"], float),
-            dub_t=np.asarray(d["dub_t"], float),
+            pic_t=pic_t,
+            dub_t=dub_t,
             words_dub=words_dub,
             words_pic=words_pic,
             clip=str(d.get("clip", "")),
         )
+
+
+def _increasing(pic_t: np.ndarray, dub_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The knots that increase on both axes over the last one kept: ../shared/eval's word maps
+    repeat a knot where two words touch, and a time map must be strictly increasing."""
+    keep = []
+    for i in range(len(pic_t)):
+        if not keep or (pic_t[i] > pic_t[keep[-1]] and dub_t[i] > dub_t[keep[-1]]):
+            keep.append(i)
+    return pic_t[keep], dub_t[keep]
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="only score the out_*.wav files found in the --cases folders (e.g. from eval/run.py)",
     )
     ap.add_argument("--keep-outputs", action="store_true", help="write outputs under OUT/outputs")
+    ap.add_argument(
+        "--speed",
+        action="store_true",
+        help="measure speed instead (benchmarks/speed.py): whole align on a >= 20 s 720p30 picture made from "
+        "CLIPS_DIR's clips (default: the bundled GRID clips), the decode floor, the bundled example",
+    )
+    ap.add_argument("--speed-baseline", type=Path, help="with --speed: a folder holding an older dubalign/ to time too")
     return ap.parse_args(argv)
 
 
@@ -178,6 +185,12 @@ def score_existing(cases: list[B.Case]) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.speed:
+        from benchmarks.speed import run_speed
+
+        clips = sorted(p for p in args.clips.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES) if args.clips else None
+        print(run_speed(args.out, clips=clips, baseline=args.speed_baseline, progress=_progress))
+        return 0
     if args.clips is None and args.grid is None and args.natural_words is None and not args.cases:
         print("give CLIPS_DIR, --grid, --natural-words or --cases", file=sys.stderr)
         return 2
