@@ -8,7 +8,6 @@ from pathlib import Path
 
 import click
 
-from .pipeline import AlignConfig
 from .batch import (
     DEFAULT_HANDLES,
     DEFAULT_TEMPLATE,
@@ -21,8 +20,9 @@ from .batch import (
     run_batch,
 )
 from .console import alignment_options, fail, one_line
-from .cuelist import FIELDS
+from .cuelist import CONTROL_FIELDS, FIELDS
 from .errors import DubalignError
+from .pipeline import AlignConfig
 from .timecode import RATE_CHOICES, parse_rate
 
 EXIT_FAILED_TAKES = 1  # the reel ran, but some takes failed (see the summary)
@@ -37,18 +37,33 @@ _COLUMN_HELP = {
     "tc_out": "record out; the region is in..out plus --handles",
     "character": "into the summary and the BWF description",
     "line": "the dialogue, likewise",
+    "sync_points": "DUB=PICTURE pairs the map must pass through, e.g. 0.5=1.25 1.2=01:00:03:10",
+    "protect": "dub spans played at their recorded speed, e.g. 0.2-0.6 1.0-1.3",
+    "tightness": "0 (one shift for the whole take) .. 1 (warp freely)",
+    "min_stretch": "slowest local rate for these takes (else the default)",
+    "max_stretch": "fastest local rate for these takes",
+    "plot": "yes/no: a sync plot for these takes (else as --plots says)",
+    "preview": "yes/no: a preview for these takes (else as --previews says)",
 }
 assert set(_COLUMN_HELP) == set(FIELDS)
 BATCH_HELP = "\n".join([
     "Align every take of the cue list CUES (CSV/TSV/XLSX) to its picture.",
     "",
-    "Writes one Broadcast WAV per take (stamped with the cue's timecode), one report per cue and a reel "
-    "summary (summary.csv, summary.json) marking the best take of each cue. A cue that fails is reported "
-    "and skipped. Exit status: 0 all ok, 1 some takes failed, 2 bad options, 130 interrupted.",
+    "Writes one Broadcast WAV per take (stamped with the cue's timecode), one report per cue, a reel "
+    "summary (summary.csv, summary.json) marking the best take of each cue and a review page (index.html: "
+    "open it in a browser, no server needed) with every cue's takes ranked and, with --plots and "
+    "--previews, each take's sync plot and preview (in review/). A cue that fails is reported and skipped. "
+    "Exit status: 0 all ok, 1 some takes failed, 2 bad options, 130 interrupted.",
     "",
     "\b",
-    "Columns read (file paths are relative to CUES):",
-    *(f"  {f:<10} {_COLUMN_HELP[f]}" for f in FIELDS),
+    "Columns read (file paths are relative to CUES; the last seven are optional controls):",
+    *(f"  {f:<12} {_COLUMN_HELP[f]}" for f in FIELDS),
+    "",
+    f"Controls ({', '.join(CONTROL_FIELDS)}) apply to the takes listed on their row; an empty cell keeps "
+    "the command's setting. Sync points give dub seconds, then picture seconds counted from the start of "
+    "the cue's region (tc_in less --handles: time 0 of its preview and plot) or a timecode on the picture's "
+    "clock. Pairs and spans are separated by spaces or commas. A bad value fails that cue with its row "
+    "named.",
     "",
     "Header names are matched in any case, with synonyms (e.g. id, dub, file, video, start, end, role, "
     "dialogue); name other headers with --map. The delimiter (comma, tab, ; or |) is read from the header. "
@@ -59,6 +74,13 @@ BATCH_HELP = "\n".join([
     "  cue,take,tc_in,tc_out,character,line",
     "  101,101_t1.wav|101_t2.wav,01:00:02:00,01:00:04:12,ANNA,Where were you?",
     "  $ dubalign batch cues.csv --picture reel.mov --fps 25 -o aligned/",
+    "",
+    "\b",
+    "Example with controls (take t2 pinned at two moments, t3 kept close to one shift; both plotted):",
+    "  cue,take,tc_in,tc_out,sync_points,protect,tightness,plot",
+    "  101,101_t2.wav,01:00:02:00,01:00:04:12,0.35=01:00:02:05 1.9=2.9,0.8-1.1,,yes",
+    "  101,101_t3.wav,,,,,0.3,yes",
+    "  $ dubalign batch cues.csv --picture reel.mov --fps 25 --previews -o aligned/",
 ])
 
 
@@ -105,7 +127,7 @@ def _report(result: BatchResult, quiet: bool) -> None:
     click.echo(
         f"{n_cues} cues: {c.get('ok', 0)} takes ok, {c.get('failed', 0)} failed, "
         f"{c.get('skipped', 0)} skipped; best take marked for {best} cues; "
-        f"{result.seconds:.1f} s. Summary: {result.summary_csv}",
+        f"{result.seconds:.1f} s. Summary: {result.summary_csv}; review page: {result.review_page}",
         err=True,
     )
     for o in result.outcomes:
@@ -140,10 +162,15 @@ def _report(result: BatchResult, quiet: bool) -> None:
               help="Output name; fields {cue} {take} {index} {character} {row}.")
 @click.option("--handles", type=float, default=DEFAULT_HANDLES, show_default=True,
               help="Seconds of picture kept either side of the cue's timecode range.")
+@click.option("--plots", is_flag=True,
+              help="Write a sync plot per take (review/CUE_TAKE.png, timecode axis), shown on the review page.")
+@click.option("--previews", is_flag=True,
+              help="Write a preview per take (review/CUE_TAKE.mp4: the cue's picture region with the aligned "
+                   "take, re-encoded), played on the review page.")
 @alignment_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, warnings or summary on stderr.")
 def batch(cues, picture, out_dir, jobs, resume, overwrite, fps, reel_start, column_map, template,
-          handles, guide, max_shift, model, renderer, quiet):
+          handles, plots, previews, guide, max_shift, model, renderer, quiet):
     out = Path(out_dir) if out_dir else Path(cues).resolve().parent / "aligned"
     if resume and overwrite:
         _fail("--resume and --overwrite contradict each other: pick one")
@@ -158,7 +185,7 @@ def batch(cues, picture, out_dir, jobs, resume, overwrite, fps, reel_start, colu
             picture=Path(picture) if picture else None,
             fps=parse_rate(fps) if fps else None,
             column_map=parse_column_map(column_map), template=template, handles=handles,
-            jobs=jobs, resume=resume, reel_start=reel_start,
+            jobs=jobs, resume=resume, reel_start=reel_start, plots=plots, previews=previews,
         )
     except DubalignError as e:
         _fail(str(e))

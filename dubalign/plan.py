@@ -2,29 +2,35 @@
 
 A job knows its picture region (timecode in/out plus handles, clipped to the picture, in seconds
 from the picture's first frame), where the region sits on the day's clock (for the Broadcast
-WAV ``TimeReference``), the output file of each take and any problem found so far. A problem of
+WAV ``TimeReference``), the output files of each take (the WAV, and the sync plot and preview
+when asked for), each take's controls with their sync points in region seconds, and any problem
+found so far. A problem of
 one cue (bad timecode, missing file) is stored in its job and fails that cue alone; a problem of
 the whole run (a bad ``--template``, two takes given the same output) raises.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import string
 from dataclasses import dataclass
 from pathlib import Path
 
-from .pipeline import AlignConfig
-from .cuelist import Cue, CueList
+from .cuelist import Controls, Cue, CueList
 from .errors import DubalignError, ParameterError
 from .media import PictureInfo, probe_picture
-from .timecode import FrameRate, parse_rate, parse_timecode, seconds_to_timecode, timecode_to_seconds
+from .pipeline import AlignConfig
+from .timecode import FrameRate, Timecode, parse_rate, parse_timecode, seconds_to_timecode, timecode_to_seconds
 
 DEFAULT_TEMPLATE = "{cue}_{take}.wav"
 TEMPLATE_FIELDS = ("cue", "take", "index", "character", "row")  # index, row: integers (e.g. {index:02d})
 DEFAULT_HANDLES = 1.0  # seconds of picture kept either side of the cue's timecode range
 REPORT_DIR = "reports"  # under OUTDIR: one JSON per cue
+REVIEW_DIR = "review"  # under OUTDIR: sync plots and previews, {cue}_{take}.png / .mp4
+PLOT_SUFFIX = ".png"
+PREVIEW_SUFFIX = ".mp4"  # H.264 + AAC: plays in every browser, so in the review page
 FPS_MISMATCH = 0.01  # frames/s: a picture whose stored rate differs more from --fps is flagged
 _FILE_RATES = ("23.976", "24", "25", "29.97ndf", "30")  # rates a picture's own timecode may run at
 
@@ -46,6 +52,8 @@ class BatchConfig:
     jobs: int = 1  # worker processes; 1 runs in this process
     resume: bool = False  # skip cues whose report and outputs already exist
     reel_start: str | None = None  # timecode of the reel's first frame; None: from the file, else 0
+    plots: bool = False  # a sync plot per take (a cue list's plot column overrides it per take)
+    previews: bool = False  # a preview movie per take: the cue's picture region with the aligned take
 
     def check(self) -> None:
         """Refuse settings no cue could run with, before anything is read or written."""
@@ -66,6 +74,9 @@ class TakeJob:
     output: str  # the Broadcast WAV to write
     row: int  # the cue list row the take was listed on
     error: str | None = None  # e.g. the file is missing: this take fails alone
+    plot: str | None = None  # the sync plot to write (PNG); None: not asked for
+    preview: str | None = None  # the preview to write (.mp4); None: not asked for
+    controls: Controls = Controls()  # from its row; sync points in seconds from the region start
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,7 @@ class CueJob:
     report: str
     warnings: tuple[str, ...] = ()
     error: str | None = None
+    fps: FrameRate | None = None  # the timecode rate (--fps), for the plots' timecode axis
 
 
 def safe_name(text: str) -> str:
@@ -137,6 +149,7 @@ def plan_batch(cue_list: CueList, config: BatchConfig) -> tuple[CueJob, ...]:
     origins: dict[str, float] = {}
     outputs: dict[str, str] = {}  # output path -> which take it belongs to
     reports: set[str] = set()
+    review_names: set[str] = set()
     take_files = {Path(t).resolve() for cue in cue_list.cues for t in cue.takes}
     jobs = []
     for cue in cue_list.cues:
@@ -171,11 +184,19 @@ def plan_batch(cue_list: CueList, config: BatchConfig) -> tuple[CueJob, ...]:
                     "choose another -o folder or --template"
                 )
             error = None if Path(dub).is_file() else f"{here}: take file not found: {dub}"
-            takes.append(TakeJob(take=take, dub=dub, output=output, row=row, error=error))
+            controls = cue.controls(index - 1)
+            review = _review_name(f"{report}_{take}", review_names)
+            plot = config.plots if controls.plot is None else controls.plot
+            preview = config.previews if controls.preview is None else controls.preview
+            takes.append(TakeJob(
+                take=take, dub=dub, output=output, row=row, error=error, controls=controls,
+                plot=str(out_dir / REVIEW_DIR / f"{review}{PLOT_SUFFIX}") if plot else None,
+                preview=str(out_dir / REVIEW_DIR / f"{review}{PREVIEW_SUFFIX}") if preview else None,
+            ))
 
         picture = cue.picture or (str(config.picture) if config.picture else None)
         base = dict(cue=cue, picture=picture, start=None, end=None, origin_s=0.0, start_tc="",
-                    takes=tuple(takes), report=report_path)
+                    takes=tuple(takes), report=report_path, fps=config.fps)
         warnings: list[str] = []  # kept when the cue fails too: a wrong --fps explains a bad region
         try:
             if cue.error:
@@ -183,12 +204,44 @@ def plan_batch(cue_list: CueList, config: BatchConfig) -> tuple[CueJob, ...]:
             if _path_like(cue.cue_id):
                 raise ParameterError(f"the cue id {cue.cue_id!r} reads as a path out of OUTDIR: rename the cue")
             start, end, origin, start_tc = _plan_region(cue, picture, config, pictures, origins, warnings)
+            length = (end if end is not None else pictures[picture].duration) - (start or 0.0)
+            planned = tuple(_plan_sync_points(t, cue, config.fps, origin, length) for t in takes)
         except DubalignError as e:
             jobs.append(CueJob(**base, warnings=tuple(warnings), error=_with_label(str(e), cue)))
             continue
-        jobs.append(CueJob(**{**base, "start": start, "end": end, "origin_s": origin, "start_tc": start_tc},
-                           warnings=tuple(warnings)))
+        jobs.append(CueJob(**{**base, "start": start, "end": end, "origin_s": origin, "start_tc": start_tc,
+                              "takes": planned}, warnings=tuple(warnings)))
     return tuple(jobs)
+
+
+def _review_name(name: str, used: set[str]) -> str:
+    """``name`` for a take's plot and preview, made unique in the review folder (cue 'a_b' take
+    'c' and cue 'a' take 'b_c' would otherwise share a file)."""
+    unique, n = name, 2
+    while unique in used:
+        unique, n = f"{name}_{n}", n + 1
+    used.add(unique)
+    return unique
+
+
+def _plan_sync_points(take: TakeJob, cue: Cue, rate: FrameRate | None, origin_s: float, length: float) -> TakeJob:
+    """The take with its sync points in seconds from the region start (timecodes converted),
+    each checked to lie inside the region."""
+    points = []
+    for dub_s, at in take.controls.sync_points:
+        where = f"row {take.row} (cue {cue.cue_id}): sync point {dub_s:g}={at}"
+        if isinstance(at, Timecode):
+            if rate is None:
+                raise ParameterError(f"{where}: a timecode needs the frame rate: give --fps")
+            pic_s = round(timecode_to_seconds(at, rate) - origin_s, 6)
+        else:
+            pic_s = float(at)
+        if not 0.0 <= pic_s <= length:
+            raise ParameterError(f"{where} lies outside the cue's picture region (0 to {length:.2f} s from "
+                                 f"its start{', ' + str(seconds_to_timecode(origin_s, rate)) if rate else ''})")
+        points.append((dub_s, pic_s))
+    controls = dataclasses.replace(take.controls, sync_points=tuple(points))
+    return dataclasses.replace(take, controls=controls)
 
 
 def _with_label(message: str, cue: Cue) -> str:

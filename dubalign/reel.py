@@ -6,7 +6,9 @@ The storyboard of :func:`run_batch`:
 2. :func:`~dubalign.plan.plan_batch` turns each cue into a job (picture region, timecode, outputs);
 3. with ``--resume``, :func:`~dubalign.resume.previous_outcome` skips the cues already done;
 4. :func:`~dubalign.takes.run_cue` runs each remaining cue, here or in a worker process;
-5. :func:`~dubalign.summary.write_summary` writes the reel summary.
+5. :func:`~dubalign.summary.write_summary` writes the reel summary and the review page
+   (``index.html``, linking each take's sync plot and preview where ``--plots``/``--previews`` or
+   the cue list's plot/preview columns asked for them).
 
 Nothing here prints or exits; progress goes to ``hook(event, value)``. Ctrl-C (KeyboardInterrupt)
 cancels pending cues, stops the workers, removes temporary files, writes the summary of what
@@ -25,11 +27,11 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
-from .pipeline import AlignConfig, load_lip_model
 from .console import mute_native_stderr
 from .cuelist import read_cue_list
 from .errors import ParameterError
 from .files import check_writable, sweep_temp_files
+from .pipeline import AlignConfig, load_lip_model
 from .plan import BatchConfig, CueJob, plan_batch
 from .resume import previous_outcome
 from .summary import SUMMARY_CSV, BatchResult, write_summary
@@ -68,6 +70,7 @@ def run_batch(config: BatchConfig, *, hook: Hook | None = None) -> BatchResult:
         raise ParameterError(f"cannot create the output folder {out_dir}: {e.strerror or e}") from None
     check_writable(out_dir / SUMMARY_CSV, "summary")
     cache_dir = out_dir / CACHE_DIR
+    title = f"dubalign review: {Path(config.cues).name}"
     sweep_temp_files(out_dir)
     for w in warnings:
         _emit(hook, "warning", w)
@@ -96,10 +99,10 @@ def run_batch(config: BatchConfig, *, hook: Hook | None = None) -> BatchResult:
             _run_pool(jobs, todo, config, cache_dir, done)
     except KeyboardInterrupt:
         sweep_temp_files(out_dir)
-        raise BatchInterrupted(write_summary(jobs, outcomes, out_dir, interrupted=True,
+        raise BatchInterrupted(write_summary(jobs, outcomes, out_dir, interrupted=True, title=title,
                                              seconds=time.perf_counter() - t0, warnings=warnings)) from None
     return write_summary(jobs, outcomes, out_dir, interrupted=False, seconds=time.perf_counter() - t0,
-                         warnings=warnings)
+                         warnings=warnings, title=title)
 
 
 def _emit(hook: Hook | None, stage: str, value: Any) -> None:

@@ -2,8 +2,10 @@
 
 The picture analysis is cached on disk (keyed on the picture file, the region and what the
 analysis reads of the settings), so a cue run again, or another cue on the same region, does
-not track the lips again. Each aligned take is written as a Broadcast WAV stamped with the
-region's timecode, and one report JSON per cue holds every take's alignment.
+not track the lips again. Each take is aligned with the batch's settings as its row's controls
+change them (:func:`take_config`). Each aligned take is written as a Broadcast WAV stamped with
+the region's timecode, with its sync plot and preview when asked for (all of a take's files land
+together or none does), and one report JSON per cue holds every take's alignment.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
-from .pipeline import AlignConfig, AlignmentResult, PictureAnalysis, align_dub, analyze_picture
 from .bwf import bwf_subtype, write_bwf
 from .cuelist import Cue
 from .errors import DubalignError
-from .files import write_json
+from .files import atomic_outputs, write_json
+from .pipeline import AlignConfig, AlignmentResult, PictureAnalysis, align_dub, analyze_picture
 from .plan import CueJob, TakeJob
+from .preview import CONTAINERS, write_preview
 
 # Take ranking: score = confidence - STRETCH_WEIGHT * ln(max stretch). A take that needs 1.5x
 # stretching somewhere in its speech gives up 0.1 of confidence: strong warps sound worse, so
@@ -45,6 +48,8 @@ class TakeOutcome:
     time_reference: int | None = None  # BWF TimeReference written (samples since midnight)
     warnings: tuple[str, ...] = ()
     error: str | None = None
+    plot: str | None = None  # the sync plot written with the take (PNG)
+    preview: str | None = None  # the preview written with the take (.mp4)
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,17 @@ def analysis_key(picture: str, start: float | None, end: float | None, config: A
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
 
 
+def take_config(config: AlignConfig, take: TakeJob) -> AlignConfig:
+    """The batch's settings as the take's row changes them (sync points, protected spans,
+    tightness, stretch limits); checked, so a bad combination fails the take before any work."""
+    changes = take.controls.align_changes()
+    if not changes:
+        return config
+    cfg = dataclasses.replace(config, **changes)
+    cfg.check()
+    return cfg
+
+
 def load_or_analyze(job: CueJob, config: AlignConfig, cache_dir: Path) -> PictureAnalysis:
     """The picture analysis of the cue's region, from ``cache_dir`` or computed and cached."""
     path = cache_dir / f"{analysis_key(job.picture, job.start, job.end, config)}.npz"
@@ -130,9 +146,19 @@ def run_cue(job: CueJob, config: AlignConfig, cache_dir: Path) -> CueOutcome:
     t0 = time.perf_counter()
     if job.error:
         return _reported(job, failed_outcome(job, job.error), {})
-    usable = [t for t in job.takes if not t.error]
+    errors: dict[str, str] = {t.take: t.error for t in job.takes if t.error}
+    configs: dict[str, AlignConfig] = {}
+    for t in job.takes:
+        if t.take in errors:
+            continue
+        try:
+            configs[t.take] = take_config(config, t)
+        except Exception as e:  # the row's controls do not fit the batch's settings
+            errors[t.take] = f"{_label(job, t)}: {_short_error(e)}"
+    usable = [t for t in job.takes if t.take not in errors]
     if not usable:  # no take can run: the picture is not worth analysing
-        return _reported(job, failed_outcome(job, job.takes[0].error, seconds=time.perf_counter() - t0), {})
+        return _reported(job, failed_outcome(job, errors[job.takes[0].take], seconds=time.perf_counter() - t0),
+                         {})
     try:
         pic = load_or_analyze(job, config, cache_dir)
     except Exception as e:
@@ -140,10 +166,16 @@ def run_cue(job: CueJob, config: AlignConfig, cache_dir: Path) -> CueOutcome:
                          {})
 
     results: dict[str, AlignmentResult] = {}
-    errors: dict[str, str] = {t.take: t.error for t in job.takes if t.error}
+    drawn: dict[str, dict[str, object]] = {}  # what each take's plot draws (align_dub's hook)
     for t in usable:
+        seen = drawn[t.take] = {}
+
+        def keep(stage: str, value: object, seen: dict = seen) -> None:
+            if stage in ("sync_features", "path"):
+                seen[stage] = value
+
         try:
-            results[t.take] = align_dub(pic, t.dub, config)
+            results[t.take] = align_dub(pic, t.dub, configs[t.take], hook=keep if t.plot else None)
         except Exception as e:
             errors[t.take] = f"{_label(job, t)}: {_short_error(e)}"
     order = rank_takes(results)
@@ -159,17 +191,14 @@ def run_cue(job: CueJob, config: AlignConfig, cache_dir: Path) -> CueOutcome:
         measured["score"] = take_score(measured["confidence"], measured["max_stretch"])
         tref = int(round(job.origin_s * res.sr))
         try:
-            Path(t.output).parent.mkdir(parents=True, exist_ok=True)
-            write_bwf(t.output, res.audio, res.sr, subtype=bwf_subtype(res.subtype), time_reference=tref,
-                      description=_description(job.cue, t.take, t.take == best),
-                      originator_reference=f"{job.cue.cue_id}/{t.take}"[:32])
+            _write_take(job, t, res, configs[t.take], drawn[t.take], tref, best=t.take == best)
         except Exception as e:
             outcomes.append(TakeOutcome(take=t.take, dub=t.dub, output=None, status="failed", **measured,
                                         error=f"{_label(job, t)}: {_short_error(e)}"))
             continue
         outcomes.append(TakeOutcome(take=t.take, dub=t.dub, output=t.output, status="ok", best=t.take == best,
                                     rank=order.index(t.take) + 1, **measured, time_reference=tref,
-                                    warnings=tuple(res.warnings)))
+                                    warnings=tuple(res.warnings), plot=t.plot, preview=t.preview))
 
     n_ok = sum(o.status == "ok" for o in outcomes)
     status = "ok" if n_ok == len(outcomes) else ("partial" if n_ok else "failed")
@@ -184,6 +213,30 @@ def run_cue(job: CueJob, config: AlignConfig, cache_dir: Path) -> CueOutcome:
     return _reported(job, outcome, results)
 
 
+def _write_take(job: CueJob, t: TakeJob, res: AlignmentResult, config: AlignConfig, drawn: dict[str, object],
+                time_reference: int, *, best: bool) -> None:
+    """The take's Broadcast WAV, and its sync plot and preview when asked for: all land or none."""
+    paths = [p for p in (t.output, t.plot, t.preview) if p is not None]
+    for p in paths:
+        Path(p).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_outputs(*paths) as temps:
+        tmp = dict(zip(paths, temps, strict=True))
+        write_bwf(tmp[t.output], res.audio, res.sr, subtype=bwf_subtype(res.subtype),
+                  time_reference=time_reference, description=_description(job.cue, t.take, best),
+                  originator_reference=f"{job.cue.cue_id}/{t.take}"[:32])
+        if t.plot is not None:
+            from .plot import plot_alignment  # matplotlib loads only when a plot is asked for
+
+            # the axis reads the picture's timecode: time 0 of the take is the region start
+            plot_alignment(tmp[t.plot], drawn["sync_features"], drawn["path"], res, rate=job.fps,
+                           origin_s=job.origin_s, stretch_limits=(config.min_stretch, config.max_stretch))
+        if t.preview is not None:
+            start = job.start or 0.0
+            write_preview(job.picture, res.audio, res.sr, tmp[t.preview], start_s=start,
+                          duration_s=None if job.end is None else job.end - start,
+                          container=CONTAINERS[Path(t.preview).suffix.lower()])
+
+
 def _reported(job: CueJob, outcome: CueOutcome, results: dict[str, AlignmentResult]) -> CueOutcome:
     """Write the cue's report (what happened, the region, every take's alignment); return ``outcome``.
 
@@ -195,6 +248,8 @@ def _reported(job: CueJob, outcome: CueOutcome, results: dict[str, AlignmentResu
         **outcome.to_dict(),
         "picture": job.picture,
         "region": {"start": job.start, "end": job.end, "start_tc": job.start_tc, "origin_s": job.origin_s},
+        # what each take was asked for: --resume runs the cue again when its row's controls change
+        "requests": [{"controls": take_controls(t), "plot": t.plot, "preview": t.preview} for t in job.takes],
         "alignments": {name: res.to_json() for name, res in results.items()},
     }
     try:
@@ -203,6 +258,13 @@ def _reported(job: CueJob, outcome: CueOutcome, results: dict[str, AlignmentResu
     except (OSError, DubalignError) as e:
         return dataclasses.replace(outcome, report=None, warnings=(*outcome.warnings, f"report: {_short_error(e)}"))
     return outcome
+
+
+def take_controls(take: TakeJob) -> dict:
+    """The alignment controls of the take's row as the report stores them (JSON types); the plot
+    and preview requests are left out: they change what is written, not the alignment."""
+    controls = {k: v for k, v in dataclasses.asdict(take.controls).items() if k not in ("plot", "preview")}
+    return json.loads(json.dumps(controls, default=str))
 
 
 def _label(job: CueJob, take: TakeJob) -> str:

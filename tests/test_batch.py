@@ -2,16 +2,20 @@
 
 Reading and planning run on small generated files. Everything downstream runs the real aligner:
 one module-scoped reel (the bundled 3 s clip examples/grid_bbaf2n as the reel picture, two real
-takes, a take too long to align, a missing take, a bad timecode) is aligned once and the tests
-read its outputs, or copy its OUTDIR to resume or interrupt it.
+takes, a take too long to align, a missing take, a bad timecode; plots asked for one cue, a
+preview and tightness 0 for another) is aligned once and the tests read its outputs and review
+page, or copy its OUTDIR to resume or interrupt it.
 """
 
 import csv
 import dataclasses
+import html
 import json
 import os
+import re
 import shutil
 from pathlib import Path
+from urllib.parse import unquote
 
 import av
 import numpy as np
@@ -19,7 +23,6 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
-from dubalign.pipeline import AlignConfig, AlignmentResult, PictureAnalysis, align_dub
 from dubalign.batch import (
     BatchConfig,
     BatchInterrupted,
@@ -36,11 +39,13 @@ from dubalign.batch import (
 )
 from dubalign.bwf import read_bext
 from dubalign.cli_batch import batch as batch_command
-from dubalign.cuelist import SYNONYMS
-from dubalign.errors import MediaError, ParameterError
+from dubalign.cuelist import SYNONYMS, Controls, parse_controls, parse_protect, parse_sync_points
+from dubalign.errors import DubalignError, MediaError, ParameterError
 from dubalign.files import TEMP_MARK
-from dubalign.takes import analysis_key
-from dubalign.timecode import parse_rate
+from dubalign.pipeline import AlignConfig, AlignmentResult, PictureAnalysis, align_dub
+from dubalign.plan import TakeJob
+from dubalign.takes import analysis_key, take_config
+from dubalign.timecode import Timecode, parse_rate
 from dubalign.timemap import TimeMap
 
 REPO = Path(__file__).resolve().parent.parent
@@ -202,6 +207,84 @@ def test_row_problems_name_the_row_to_fix(tmp_path):
     assert four.error is None
 
 
+def test_control_columns_apply_to_the_takes_on_their_row(tmp_path):
+    p = write_cues(tmp_path / "c.csv", [
+        ["cue", "take", "Sync Points", "protect", "tight", "min_stretch", "max_stretch", "plot", "preview"],
+        ["1", "a.wav|b.wav", "1.2=01:00:03:10, 0.5=1.25", "0.2-0.6 1.0-1.3", "0.5", "", "1.2", "yes", ""],
+        ["1", "c.wav", "", "", "0", "0.8", "", "no", "Y"],
+        ["2", "d.wav", "", "", "", "", "", "", ""],
+    ])
+    cl = read_cue_list(p)
+    assert dict(cl.columns)["sync_points"] == "Sync Points" and dict(cl.columns)["tightness"] == "tight"
+    one, two = cl.cues
+    assert one.error is None and len(one.take_controls) == 3
+    ab = Controls(sync_points=((0.5, 1.25), (1.2, Timecode(1, 0, 3, 10, False))), protect=((0.2, 0.6), (1.0, 1.3)),
+                  tightness=0.5, max_stretch=1.2, plot=True)
+    assert one.controls(0) == one.controls(1) == ab
+    assert one.controls(2) == Controls(tightness=0.0, min_stretch=0.8, plot=False, preview=True)
+    assert two.controls(0) == Controls() and Controls().align_changes() == {}
+    # what reaches the aligner once planning has put the sync points in region seconds
+    planned = dataclasses.replace(ab, sync_points=((0.5, 1.25), (1.2, 2.4)))
+    assert planned.align_changes() == {"sync_points": ((0.5, 1.25), (1.2, 2.4)), "protect": ((0.2, 0.6), (1.0, 1.3)),
+                                       "tightness": 0.5, "max_stretch": 1.2}
+    assert parse_sync_points("") == () and parse_protect(" ") == ()
+    assert parse_controls({"tightness": "1", "plot": "  "}) == Controls(tightness=1.0)
+
+
+@pytest.mark.parametrize(("column", "value", "message"), [
+    ("sync_points", "0.5", "sync point '0.5' needs the form DUB_S=PICTURE_S or DUB_S=HH:MM:SS:FF"),
+    ("sync_points", "0.5=soon", "sync point '0.5=soon': 'soon' is neither seconds nor a timecode HH:MM:SS:FF"),
+    ("sync_points", "0.5=01:00:61:00", "sync point '0.5=01:00:61:00': '01:00:61:00' is neither seconds nor a "
+                                       "timecode HH:MM:SS:FF"),
+    ("protect", "0.6-0.2", "protect span '0.6-0.2' ends before it starts"),
+    ("protect", "0.2-0.6 0.5-0.9", "protect span '0.5-0.9' overlaps or precedes the span before it"),
+    ("protect", "0.2", "protect span '0.2' needs the form START-END in dub seconds, e.g. 0.2-0.6"),
+    ("tightness", "1.5", "tightness '1.5' must lie between 0 (one shift) and 1 (free warp)"),
+    ("tightness", "-0.1", "tightness '-0.1' must be a number >= 0"),
+    ("max_stretch", "fast", "max_stretch 'fast' is not a number"),
+    ("plot", "maybe", "plot 'maybe' must be yes or no"),
+])
+def test_bad_control_values_fail_their_cue_naming_the_row(tmp_path, column, value, message):
+    p = write_cues(tmp_path / "c.csv", [["cue", "take", column], ["1", "a.wav", ""], ["2", "b.wav", value]])
+    one, two = read_cue_list(p).cues
+    assert one.error is None
+    assert two.error == f"row 3 (cue 2): {message}"
+
+
+def test_controls_without_a_take_are_refused(tmp_path):
+    p = write_cues(tmp_path / "c.csv", [["cue", "take", "tightness"], ["1", "a.wav", ""], ["1", "", "0.5"]])
+    (cue,) = read_cue_list(p).cues
+    assert cue.error == "row 3 (cue 1): tightness given without a take: controls apply to the takes on their row"
+
+
+def test_take_config_applies_the_rows_controls():
+    base = AlignConfig(max_shift=0.8)
+    take = TakeJob(take="a", dub="a.wav", output="a_out.wav", row=2)
+    assert take_config(base, take) is base
+    controls = Controls(sync_points=((0.5, 1.2),), protect=((0.1, 0.3),), tightness=0.0, max_stretch=1.2)
+    cfg = take_config(base, dataclasses.replace(take, controls=controls))
+    assert (cfg.sync_points, cfg.protect, cfg.tightness, cfg.max_stretch) == (((0.5, 1.2),), ((0.1, 0.3),), 0.0, 1.2)
+    assert cfg.max_shift == 0.8 and cfg.min_stretch == base.min_stretch
+    # a value the cue list accepts but the aligner does not (with the batch's other settings) is refused
+    with pytest.raises(ParameterError, match="--min-stretch"):
+        take_config(base, dataclasses.replace(take, controls=Controls(min_stretch=1.2)))
+
+
+def test_control_the_aligner_refuses_fails_the_take_in_one_line(tmp_path, reel, rng):
+    write_take(tmp_path / "a.wav", rng)
+    write_take(tmp_path / "b.wav", rng)
+    cues = write_cues(tmp_path / "c.csv", [["cue", "take", "tc_in", "tc_out", "min_stretch", "protect"],
+                                           ["1", "a.wav", "01:00:01:00", "01:00:02:00", "1.2", ""],
+                                           ["2", "b.wav", "01:00:01:00", "01:00:02:00", "", "0.5-0.2"]])
+    r = CliRunner().invoke(batch_command, [str(cues), "--picture", str(reel), "--fps", "25",
+                                           "-o", str(tmp_path / "o")])
+    assert r.exit_code == 1
+    failed = [line for line in r.output.splitlines() if line.startswith("failed: ")]
+    assert failed[0].startswith("failed: row 2 (cue 1) take a: --min-stretch (the fastest the dub may play")
+    assert failed[1] == "failed: row 3 (cue 2): protect span '0.5-0.2' ends before it starts"
+    assert not list((tmp_path / "o" / ".cache").glob("*.npz"))  # refused before any picture analysis
+
+
 def test_safe_name():
     assert safe_name("12A/b c:d") == "12A_b_c_d"
     assert safe_name("..") == "_"
@@ -256,6 +339,45 @@ def test_plan_needs_fps_for_timecode_and_reel_start_override(tmp_path, reel, rng
         cues=p, out_dir=tmp_path / "o", picture=reel, fps=parse_rate("24"), reel_start="00:00:00:00"))
     assert job.warnings == ("the picture reel.mov runs at 25.000 fps but --fps is 24: timecodes will land on the "
                             "wrong frames",)
+
+
+def test_plan_sync_points_in_region_seconds_and_review_files(tmp_path, reel, rng):
+    write_take(tmp_path / "a.wav", rng)
+    write_take(tmp_path / "b.wav", rng)
+    own = make_picture(tmp_path / "own.mov", 2.0)
+    p = write_cues(tmp_path / "c.csv", [
+        ["cue", "take", "picture", "tc_in", "tc_out", "sync_points", "plot", "preview"],
+        # region 01:00:01:00 (tc_in less 1 s of handles) .. 5.48 s: 01:00:02:05 is 1.2 s into it
+        ["1", "a.wav", "", "01:00:02:00", "01:00:04:12", "0.5=01:00:02:05 1.0=2.5", "", "yes"],
+        ["1", "b.wav", "", "", "", "", "no", ""],
+        ["2", "a.wav", "", "01:00:02:00", "01:00:04:12", "0.5=01:00:09:00", "", ""],
+        ["3", "a.wav", "", "01:00:02:00", "01:00:04:12", "0.5=4.6", "", ""],
+        ["4", "a.wav", str(own), "", "", "0.5=1.5", "", ""],  # the whole 2 s picture
+    ])
+    cl = read_cue_list(p)
+    out = tmp_path / "out"
+    j1, j2, j3, j4 = plan_batch(cl, BatchConfig(cues=p, out_dir=out, picture=reel, fps=FPS25, plots=True))
+    assert j1.error is None and j1.fps == FPS25
+    a, b = j1.takes
+    assert a.controls.sync_points == ((0.5, 1.2), (1.0, 2.5))  # to the microsecond, as regions are
+    assert (a.plot, a.preview) == (str(out / "review" / "1_a.png"), str(out / "review" / "1_a.mp4"))
+    assert (b.plot, b.preview) == (None, None)  # its row says no plot; --previews is off
+    assert j2.error == ("row 4 (cue 2): sync point 0.5=01:00:09:00 lies outside the cue's picture region (0 to "
+                        "4.48 s from its start, 01:00:01:00)")
+    assert j3.error.startswith("row 5 (cue 3): sync point 0.5=4.6 lies outside")
+    assert j4.error is None and j4.takes[0].controls.sync_points == ((0.5, 1.5),)
+    # without --fps a timecode cannot become region seconds
+    p2 = write_cues(tmp_path / "c2.csv", [["cue", "take", "picture", "sync_points"],
+                                          ["5", "a.wav", str(own), "0.5=00:00:01:00"]])
+    (j5,) = plan_batch(read_cue_list(p2), BatchConfig(cues=p2, out_dir=out))
+    assert j5.error == "row 2 (cue 5): sync point 0.5=00:00:01:00: a timecode needs the frame rate: give --fps"
+    # cue 'x_y' take 'z' and cue 'x' take 'y_z' would share review/x_y_z.png (outputs in folders do not)
+    write_take(tmp_path / "y_z.wav", rng)
+    write_take(tmp_path / "z.wav", rng)
+    p3 = write_cues(tmp_path / "c3.csv", [["cue", "take", "picture"], ["x_y", "z.wav", str(own)],
+                                          ["x", "y_z.wav", str(own)]])
+    k1, k2 = plan_batch(read_cue_list(p3), BatchConfig(cues=p3, out_dir=out, plots=True, template="{cue}/{take}.wav"))
+    assert (Path(k1.takes[0].plot).name, Path(k2.takes[0].plot).name) == ("x_y_z.png", "x_y_z_2.png")
 
 
 def test_plan_template_errors(tmp_path, reel, rng):
@@ -324,11 +446,11 @@ def test_cue_names_cannot_leave_outdir(tmp_path, reel, rng):
 
 
 REEL_ROWS = [
-    ["cue", "take", "tc_in", "tc_out", "character", "line"],
-    ["101", "t1.wav|t2.wav", "01:00:00:15", "01:00:02:20", "ANNA", "Bin blue at F two now"],
-    ["102", "t1.wav", "01:00:0x:00", "01:00:02:00", "BEN", "broken timecode"],
-    ["103", "missing.wav;t1.wav", "01:00:00:15", "01:00:02:20", "ANNA", "the same region"],
-    ["104", "long.wav", "01:00:00:15", "01:00:02:20", "BEN", "a take far longer than the picture"],
+    ["cue", "take", "tc_in", "tc_out", "character", "line", "plot", "preview", "tightness"],
+    ["101", "t1.wav|t2.wav", "01:00:00:15", "01:00:02:20", "ANNA", "Bin blue at F two now", "yes", "", ""],
+    ["102", "t1.wav", "01:00:0x:00", "01:00:02:00", "BEN", "broken timecode", "", "", ""],
+    ["103", "missing.wav;t1.wav", "01:00:00:15", "01:00:02:20", "ANNA", "the same region", "", "yes", "0"],
+    ["104", "long.wav", "01:00:00:15", "01:00:02:20", "BEN", "a take far longer than the picture", "", "", ""],
 ]
 # 101's region: tc_in 0.6 s - 0.4 s handle = 0.2 s .. tc_out 2.8 s + 0.4 s, clipped to the clip's 3.0 s
 REGION = (0.2, 3.0)
@@ -426,6 +548,51 @@ def test_reel_summary(reel_run):
     assert summary["interrupted"] is False and summary["counts"] == {"ok": 3, "failed": 3}
 
 
+def test_reel_review_page_lists_every_cue_and_links_its_files(reel_run):
+    config, result, _ = reel_run
+    out = config.out_dir
+    assert result.review_page == str(out / "index.html")
+    page = (out / "index.html").read_text(encoding="utf-8")
+    cues = [html.unescape(c) for c in re.findall(r'<td class="cue" data-sort="([^"]*)"', page)]
+    assert cues == ["101", "102", "103", "104"]
+    assert "dubalign review: cues.csv" in page
+    links = {unquote(html.unescape(a)) for a in re.findall(r'(?:href|src)="([^"]+)"', page)}
+    for link in links:
+        assert (out / link).is_file(), link
+    # the plots asked for (cue 101's takes) and the preview (cue 103's aligned take), no others
+    review = {"review/101_t1.png", "review/101_t2.png", "review/103_t1.mp4"}
+    assert {p.relative_to(out).as_posix() for p in (out / "review").iterdir()} == review
+    assert review <= links
+    plots = {(o.cue.cue_id, t.take): (t.plot, t.preview) for o in result.outcomes for t in o.takes}
+    assert plots[("101", "t1")] == (str(out / "review" / "101_t1.png"), None)
+    assert plots[("103", "t1")] == (None, str(out / "review" / "103_t1.mp4"))
+    assert plots[("102", "t1")] == plots[("104", "long")] == (None, None)
+    from PIL import Image
+
+    with Image.open(out / "review" / "101_t1.png") as im:
+        assert im.format == "PNG" and im.size == (1000, 750)
+    with av.open(str(out / "review" / "103_t1.mp4")) as c:  # the region, re-encoded, with the aligned take
+        assert c.streams.video[0].codec_context.name == "h264" and c.streams.audio[0].codec_context.name == "aac"
+        assert float(c.duration / av.time_base) == pytest.approx(REGION[1] - REGION[0], abs=0.1)
+    rows = {(r["cue"], r["take"]): r for r in read_summary(out)}
+    assert rows[("101", "t2")]["plot"] == str(out / "review" / "101_t2.png")
+    assert rows[("103", "t1")]["preview"] == str(out / "review" / "103_t1.mp4")
+
+
+def test_tightness_from_the_cue_list_reaches_the_aligner(reel_run):
+    config, _, _ = reel_run
+    # cue 103 aligns the same take on the same region as cue 101, with tightness 0 from its row
+    report = json.loads((config.out_dir / "reports" / "103.json").read_text())
+    assert report["requests"][1]["controls"]["tightness"] == 0.0
+    shifted = report["alignments"]["t1"]["time_map"]
+    offset = np.subtract(shifted["pic_t"], shifted["dub_t"])
+    assert np.ptp(offset) < 3e-4  # one shift: picture time = dub time + a constant
+    assert report["alignments"]["t1"]["stretch_range"] == [1.0, 1.0]
+    # the dub is warped against the picture (0.8x .. 1.25x), so without the control the map is not one shift
+    free = json.loads((config.out_dir / "reports" / "101.json").read_text())["alignments"]["t1"]["time_map"]
+    assert np.ptp(np.subtract(free["pic_t"], free["dub_t"])) > 0.05
+
+
 # ----------------------------------------------------------------------------- ranking (real results)
 
 
@@ -495,12 +662,24 @@ def test_resume_skips_done_cues_only(reel_again):
     rows = read_summary(out)
     assert {r["status"] for r in rows if r["cue"] == "101"} == {"skipped"}
     assert next(r for r in rows if r["cue"] == "101" and r["take"] == c101.best_take)["best"] == "yes"
-    # A deleted output makes its cue due again; another region too.
+    assert {t.plot for t in c101.takes} == {str(out / "review" / "101_t1.png"), str(out / "review" / "101_t2.png")}
+    assert "review/101_t1.png" in (out / "index.html").read_text(encoding="utf-8")  # the page still links them
+    # A deleted output makes its cue due again; another region, other controls or a plot asked for now too.
     job = plan_batch(read_cue_list(reel_again.cues), reel_again)[0]
     assert previous_outcome(job) is not None
     assert previous_outcome(dataclasses.replace(job, end=2.9)) is None
-    (out / "101_t2.wav").unlink()
+    looser = dataclasses.replace(job.takes[0], controls=Controls(tightness=0.5))
+    assert previous_outcome(dataclasses.replace(job, takes=(looser, job.takes[1]))) is None
+    previewed = plan_batch(read_cue_list(reel_again.cues), dataclasses.replace(reel_again, previews=True))[0]
+    assert previewed.takes[0].preview is not None and previous_outcome(previewed) is None
+    (out / "review" / "101_t2.png").unlink()
     assert previous_outcome(job) is None
+    no_plots = plan_batch(read_cue_list(reel_again.cues), reel_again)[0]
+    unplotted = tuple(dataclasses.replace(t, plot=None) for t in no_plots.takes)
+    resumed = previous_outcome(dataclasses.replace(no_plots, takes=unplotted))  # not asked for now: no matter
+    assert resumed is not None and [t.plot for t in resumed.takes] == [str(out / "review" / "101_t1.png"), None]
+    (out / "101_t2.wav").unlink()
+    assert previous_outcome(dataclasses.replace(no_plots, takes=unplotted)) is None
 
 
 def test_ctrl_c_writes_summary_and_leaves_no_temp_files(reel_run, tmp_path):
@@ -518,6 +697,7 @@ def test_ctrl_c_writes_summary_and_leaves_no_temp_files(reel_run, tmp_path):
     assert [o.status for o in result.outcomes] == ["skipped", "failed", "skipped", "skipped"]
     assert "interrupted" in result.outcomes[0].error
     assert json.loads((out / "summary.json").read_text())["interrupted"] is True
+    assert "interrupted: the cues marked skipped did not run" in (out / "index.html").read_text(encoding="utf-8")
     assert not temp_files(out)
     assert not list(out.glob("*.wav"))
 
@@ -573,6 +753,32 @@ def test_cli_help_lists_columns_and_an_example():
     assert "101,101_t1.wav|101_t2.wav,01:00:02:00,01:00:04:12,ANNA,Where were you?" in r.output
     for synonym in ("id", "dub", "file", "video", "start", "end", "role", "dialogue"):
         assert synonym in sum(SYNONYMS.values(), ()) and synonym in r.output
+
+
+def test_cli_help_lists_the_controls_with_an_example():
+    r = CliRunner().invoke(batch_command, ["--help"])
+    for field in ("sync_points", "protect", "tightness", "min_stretch", "max_stretch", "plot", "preview"):
+        assert f"\n    {field} " in r.output
+    assert "101,101_t2.wav,01:00:02:00,01:00:04:12,0.35=01:00:02:05 1.9=2.9,0.8-1.1,,yes" in r.output
+    assert "--plots" in r.output and "--previews" in r.output and "index.html" in r.output
+
+
+def test_cli_plots_and_previews_reach_the_config(tmp_path, monkeypatch):
+    import dubalign.cli_batch as cli_batch
+
+    seen = []
+
+    def fake_run(config, hook=None):
+        seen.append(config)
+        raise DubalignError("stop here")
+
+    monkeypatch.setattr(cli_batch, "run_batch", fake_run)
+    cues = write_cues(tmp_path / "c.csv", [["cue", "take"], ["1", "a.wav"]])
+    runner = CliRunner()
+    r = runner.invoke(batch_command, [str(cues), "-o", str(tmp_path / "o"), "--plots", "--previews"])
+    assert r.exit_code == 2 and r.output == "dubalign: error: stop here\n"
+    r = runner.invoke(batch_command, [str(cues), "-o", str(tmp_path / "o")])
+    assert [(c.plots, c.previews) for c in seen] == [(True, True), (False, False)]
 
 
 def test_cli_on_the_reel(reel_again):
