@@ -38,7 +38,11 @@ _API = {
     "AlignmentError": "errors",
 }
 
-__all__ = ["__version__", *_API]
+__all__ = [
+    "__version__", "align", "analyze_picture", "align_dub", "AlignConfig", "AlignmentResult", "PictureAnalysis",
+    "TimeMap", "DubalignError", "MediaError", "ParameterError", "AlignmentError",
+]
+assert set(__all__) == {"__version__", *_API}
 
 if TYPE_CHECKING:
     from .errors import AlignmentError, DubalignError, MediaError, ParameterError

@@ -15,7 +15,8 @@ from . import __version__
 from .cli_batch import batch as _batch
 from .cli_check import check as _check
 from .console import OneLineErrors, alignment_options, fail, mute_native_stderr, one_line
-from .errors import DubalignError
+from .cuelist import parse_protect, parse_sync_points
+from .errors import DubalignError, ParameterError
 from .files import check_distinct
 from .pipeline import AlignConfig, Progress, align
 
@@ -61,29 +62,50 @@ def main() -> None:
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Where to write the aligned dub (WAV, on the picture's timeline).")
 @alignment_options
+@click.option("--sync-point", "sync_points", multiple=True, metavar="DUB_S=PIC_S",
+              help="The dub's moment DUB_S must play at picture time PIC_S (seconds); repeatable. "
+                   "Your fix for a moment placed wrong.")
+@click.option("--protect", multiple=True, metavar="START-END",
+              help="Play this span of the dub (seconds) at its own speed: moved, never stretched "
+                   "(a laugh, a breath, a musical phrase); repeatable.")
 @click.option("--report", type=click.Path(dir_okay=False), default=None,
-              help="Write a JSON report (time map, confidence, warnings, timings).")
-@click.option("--overwrite", is_flag=True, help="Replace OUTPUT (and REPORT) if they exist.")
+              help="Write a JSON report (summary, time map, confidence, warnings, timings).")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None,
+              help="Write a PNG: the sync costs with the chosen path, confidence and stretch over picture time.")
+@click.option("--preview", type=click.Path(dir_okay=False), default=None,
+              help="Write the picture with the aligned dub as its sound (.mov, .mp4 or .mkv; video copied).")
+@click.option("--preview-guide", is_flag=True,
+              help="Put the picture's own sound on a second audio track of the preview.")
+@click.option("--overwrite", is_flag=True, help="Replace OUTPUT (and REPORT, PLOT, PREVIEW) if they exist.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
-def align_command(picture, dub, output, guide, report, max_shift, model, renderer, overwrite, quiet):
+def align_command(picture, dub, output, guide, max_shift, model, renderer, tightness, min_stretch, max_stretch,
+                  sync_points, protect, report, plot, preview, preview_guide, overwrite, quiet):
     """Align DUB (WAV/BWF/FLAC/AIFF) to the lips in PICTURE and write OUTPUT.
 
     OUTPUT and REPORT are written together or not at all; inputs are never changed. Errors are one
     line on stderr with exit status 1 (2 for usage errors, 130 when interrupted).
     """
-    config = AlignConfig(guide=guide, max_shift=max_shift, model=model, renderer=renderer)
+    outputs = {"output": output, "report": report, "plot": plot, "preview": preview}
     try:
+        config = AlignConfig(
+            guide=guide, max_shift=max_shift, model=model, renderer=renderer, tightness=tightness,
+            min_stretch=min_stretch, max_stretch=max_stretch,
+            sync_points=_seconds_only(parse_sync_points(" ".join(sync_points))),
+            protect=parse_protect(" ".join(protect)),
+        )
+        config.check()
         # before the existence test: "pass --overwrite" is wrong advice when the output is an input
-        check_distinct({"output": output, "report": report}, {"picture": picture, "dub": dub})
+        check_distinct(outputs, {"picture": picture, "dub": dub})
     except DubalignError as e:
         fail(str(e))
-    for path in filter(None, (output, report)):
+    for path in filter(None, outputs.values()):
         if Path(path).exists() and not overwrite:
             fail(f"{path} already exists: choose another name or pass --overwrite")
     bars = _ProgressBars(enabled=not quiet and sys.stderr.isatty())
     started = time.perf_counter()
     try:
-        result = align(picture, dub, output, config, report=report, hook=bars)
+        result = align(picture, dub, output, config, report=report, plot=plot, preview=preview,
+                       preview_guide=preview_guide, hook=bars)
     except DubalignError as e:
         bars.close()
         fail(str(e))
@@ -94,13 +116,25 @@ def align_command(picture, dub, output, guide, report, max_shift, model, rendere
     if not quiet:
         total = time.perf_counter() - started
         click.echo(
-            f"wrote {output}{f' and {report}' if report else ''}: model {result.model.split(' (')[0]}, "
+            f"wrote {_listing([str(p) for p in outputs.values() if p])}: model {result.model.split(' (')[0]}, "
             f"renderer {result.renderer}, confidence {result.overall_confidence:.2f}, stretch "
             f"{result.stretch_range[0]:.2f}x..{result.stretch_range[1]:.2f}x, {total:.1f} s",
             err=True,
         )
         for w in result.warnings:
             click.echo(f"warning: {one_line(w)}", err=True)
+
+
+def _listing(names: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _seconds_only(points) -> tuple[tuple[float, float], ...]:
+    """Sync points as (dub s, picture s); a single line takes picture seconds, not timecode."""
+    if any(not isinstance(pic, float) for _, pic in points):
+        raise ParameterError("--sync-point takes picture seconds (DUB_S=PIC_S); timecodes are for batch cue lists")
+    return tuple((float(dub), pic) for dub, pic in points)
 
 
 main.add_command(_batch)

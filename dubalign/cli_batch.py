@@ -170,7 +170,8 @@ def _report(result: BatchResult, quiet: bool) -> None:
 @alignment_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, warnings or summary on stderr.")
 def batch(cues, picture, out_dir, jobs, resume, overwrite, fps, reel_start, column_map, template,
-          handles, plots, previews, guide, max_shift, model, renderer, quiet):
+          handles, plots, previews, guide, max_shift, model, renderer, tightness, min_stretch, max_stretch,
+          quiet):
     out = Path(out_dir) if out_dir else Path(cues).resolve().parent / "aligned"
     if resume and overwrite:
         _fail("--resume and --overwrite contradict each other: pick one")
@@ -181,6 +182,7 @@ def batch(cues, picture, out_dir, jobs, resume, overwrite, fps, reel_start, colu
             cues=Path(cues), out_dir=out,
             # several cues at once already use the cores: each tracks its lips in one process
             align=AlignConfig(guide=guide, max_shift=max_shift, model=model, renderer=renderer,
+                              tightness=tightness, min_stretch=min_stretch, max_stretch=max_stretch,
                               workers=1 if jobs > 1 else 0),
             picture=Path(picture) if picture else None,
             fps=parse_rate(fps) if fps else None,

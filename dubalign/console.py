@@ -7,6 +7,8 @@ import sys
 
 import click
 
+from .pipeline import AlignConfig
+
 
 def mute_native_stderr() -> None:
     """Send what C/C++ libraries write to file descriptor 2 (MediaPipe's glog lines) to /dev/null.
@@ -92,14 +94,23 @@ def _sentence(message: str) -> str:
 def alignment_options(command):
     """The options `align` and `batch` share: they become an AlignConfig."""
     for option in reversed([
-        click.option("--guide", type=click.Choice(["auto", "off"]), default="auto", show_default=True,
-                     help="Use the picture's own audio as a guide when it has a track ('off': lips only)."),
+        click.option("--guide", type=click.Choice(["auto", "always", "off"]), default="auto", show_default=True,
+                     help="Use the picture's own audio as a guide when it has a track and is in sync with its "
+                          "lips ('always': even when it seems not; 'off': lips only)."),
         click.option("--max-shift", type=float, default=1.5, show_default=True,
                      help="Seconds the dub's start may move against the picture's start."),
         click.option("--model", default="shipped", show_default=True, metavar="shipped|PATH",
                      help="Lip model: the shipped encoder, or a checkpoint written by scripts/train.py."),
         click.option("--renderer", type=click.Choice(["auto", "rubberband", "vocoder"]), default="auto",
                      show_default=True, help="Time-stretcher used to render the dub through the time map."),
+        click.option("--tightness", type=float, default=1.0, show_default=True,
+                     help="How closely the dub follows the lips moment by moment (1) against keeping the "
+                          "take's own timing: 0.5 makes every speed change half as large, 0 slides the whole "
+                          "take unstretched to its best place."),
+        click.option("--min-stretch", type=float, default=AlignConfig.min_stretch, show_default="0.67",
+                     help="Slowest local rate inside words (picture time per dub time)."),
+        click.option("--max-stretch", type=float, default=AlignConfig.max_stretch, show_default=True,
+                     help="Fastest local rate inside words."),
     ]):
         command = option(command)
     return command

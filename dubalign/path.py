@@ -51,6 +51,14 @@ pattern and its slope guarantees are unchanged: every run of cells in consecutiv
 still obeys ``[s_min, s_max]`` up to the rounding above. The solver itself does not bound how
 far a pause may be stretched; the band does (see :func:`dense_band`, ``pause_max_slope``).
 
+Fixed rows
+----------
+``fixed_rows`` marks dub rows that must keep their own timing (a protected laugh or breath, or
+every row for a constant shift). Within a run of consecutive fixed rows the path is a diagonal,
+one cell per row: a step that crosses from one fixed row to the next must be ``(1, 1)``, and
+fixed rows are never pause rows. The step into a run's first row is free, so the run moves
+as a whole but is not stretched.
+
 Memory: the forward pass keeps the accumulated cost of only the last ``max_step + 1`` rows and an
 ``int8`` backpointer per band cell, so it needs ``n_dub * width`` bytes beside the costs.
 """
@@ -183,7 +191,7 @@ def step_pattern(
     return StepPattern(rows=rows, cols=cols, cell_lo=cell_lo, cell_hi=cell_hi, penalty=penalty)
 
 
-_MASKS = ("pause_rows", "soft_rows")
+_MASKS = ("pause_rows", "soft_rows", "fixed_rows")
 
 
 @dataclass(frozen=True, eq=False)
@@ -213,6 +221,9 @@ class PathConstraints:
     # words); steps slower than min_slope may cover only soft rows. None: none
     soft_rows: np.ndarray | None = None
     soft_min_slope: float | None = None  # required with soft_rows: pause_min_slope <= it <= min_slope
+    # [shape=(n_dub,)] bool: rows played at their own speed: consecutive fixed rows are joined by
+    # the (1, 1) step only, and a fixed row is no pause row (removed from pause_rows). None: none
+    fixed_rows: np.ndarray | None = None
     # the steps, from lowest_slope to max_slope: derived, not an option
     pattern: StepPattern = field(init=False, repr=False)
 
@@ -228,6 +239,16 @@ class PathConstraints:
                 )
             mask.flags.writeable = False
             object.__setattr__(self, name, mask)
+        if self.fixed_rows is not None and self.pause_rows is not None:
+            if self.fixed_rows.shape != self.pause_rows.shape:
+                raise ParameterError(
+                    f"fixed_rows and pause_rows must have one entry per dub row each, "
+                    f"got shapes {self.fixed_rows.shape} and {self.pause_rows.shape}"
+                )
+            # a fixed row keeps its timing: it may be neither squeezed nor stretched as a pause
+            pause = self.pause_rows & ~self.fixed_rows
+            pause.flags.writeable = False
+            object.__setattr__(self, "pause_rows", pause)
         if not 0 < self.min_slope <= self.max_slope:
             raise ParameterError(
                 f"slope limits must satisfy 0 < min_slope <= max_slope < inf, got {self.min_slope}, {self.max_slope}"
@@ -262,6 +283,28 @@ class PathConstraints:
         """The slowest any step may go: ``soft_min_slope`` when there are soft rows."""
         return float(self.soft_min_slope) if self.soft_rows is not None else float(self.min_slope)
 
+    def advance_bounds(self, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """Least and most picture columns a path may advance from each dub row to the next.
+
+        Returns two arrays [shape=(n_rows - 1,)] for the steps ``i -> i + 1``. Over any run of
+        rows a path advances at least the sum of ``least`` and at most the sum of ``most``, up to
+        one column of step rounding at either end. Pauses may stretch further than
+        ``pause_max_slope`` per row in the solver; only the bands limit them, so their ``most``
+        is generous (twice that).
+        """
+        self.check(n_rows)
+        none = np.zeros(n_rows, dtype=np.bool_)
+        pause = none if self.pause_rows is None else self.pause_rows
+        soft = none if self.soft_rows is None else self.soft_rows
+        fixed = none if self.fixed_rows is None else self.fixed_rows
+        squeeze = pause[:-1] & pause[1:]
+        touch = pause[:-1] | pause[1:]
+        locked = fixed[:-1] & fixed[1:]
+        least = np.where(soft[1:], self.lowest_slope, float(self.min_slope))
+        least = np.where(squeeze, 0.0, np.where(locked, 1.0, least))
+        most = np.where(touch, 2 * float(self.pause_max_slope), np.where(locked, 1.0, float(self.max_slope)))
+        return least, most
+
     def check(self, n_rows: int) -> None:
         """Raise ParameterError unless each mask has one entry per dub row."""
         for name in _MASKS:
@@ -274,10 +317,15 @@ class PathConstraints:
     def pooled(self, factor: int) -> PathConstraints:
         """The same limits on a grid pooled by ``factor``.
 
-        A pooled row is a pause (soft) row when any of the fine rows it pools is: a coarse path
-        only guides the fine band, and the fine pass enforces the exact masks.
+        A pooled row is a pause (soft, fixed) row when any of the fine rows it pools is: a coarse
+        path only guides the fine band, and the fine pass enforces the exact masks.
         """
-        return replace(self, pause_rows=_pool_any(self.pause_rows, factor), soft_rows=_pool_any(self.soft_rows, factor))
+        return replace(
+            self,
+            pause_rows=_pool_any(self.pause_rows, factor),
+            soft_rows=_pool_any(self.soft_rows, factor),
+            fixed_rows=_pool_any(self.fixed_rows, factor),
+        )
 
 
 def _pool_any(rows: np.ndarray | None, factor: int) -> np.ndarray | None:
@@ -317,10 +365,13 @@ def _forward(
     pause_weight,
     soft,
     soft_only,
+    fixed,
+    diagonal,
 ):
     """Accumulated cost of the last row and the int8 backpointers.
 
-    A step with ``soft_only[s]`` may only cover rows marked ``soft``.
+    A step with ``soft_only[s]`` may only cover rows marked ``soft``; a step without
+    ``diagonal[s]`` may not cross from one ``fixed`` row to the next.
 
     A backpointer is the pattern step index + 1, ``n_steps + 1`` for a ``(1, 0)`` pause move,
     ``n_steps + 2`` for a ``(0, 1)`` pause move, 0 where there is no predecessor.
@@ -334,6 +385,11 @@ def _forward(
         depth = max(depth, rows[s] + 1)
     ring = np.full((depth, w), np.inf)  # accumulated cost of rows i - depth + 1 .. i
     back = np.zeros((n, w), dtype=np.int8)
+    # last_locked[i]: the latest row k <= i entered from a fixed row k - 1 while fixed itself
+    # (-1: none), so a step from row i0 crosses a locked pair iff last_locked[i] > i0
+    last_locked = np.full(n, -1, dtype=np.int64)
+    for i in range(1, n):
+        last_locked[i] = i if fixed[i - 1] and fixed[i] else last_locked[i - 1]
 
     for t in range(w):
         c = col_start[0] + t
@@ -345,6 +401,7 @@ def _forward(
     for i in range(1, n):
         r = i % depth
         squeeze = pause[i] and pause[i - 1]
+        locked = last_locked[i]
         for t in range(w):
             j = col_start[i] + t
             best = np.inf
@@ -360,6 +417,8 @@ def _forward(
                         ok = ok and soft[i0 + k + 1]
                     if not ok:
                         continue
+                if locked > i0 and not diagonal[s]:
+                    continue
                 j0 = j - cols[s]
                 t0 = j0 - col_start[i0]
                 if t0 < 0 or t0 >= w:
@@ -583,7 +642,8 @@ def solve_path(
     end_cols : (int, int) or None
         Inclusive range of columns the path may end in (last row); None: any column.
     constraints : PathConstraints
-        Slope limits, step pattern, penalties, pause and soft rows (masks of shape ``(n_dub,)``).
+        Slope limits, step pattern, penalties, pause, soft and fixed rows (masks of shape
+        ``(n_dub,)``).
 
     Returns
     -------
@@ -604,6 +664,7 @@ def solve_path(
     # The one place the constraints are unpacked into the kernel's plain arrays and scalars.
     pattern = constraints.pattern
     soft_only = pattern.cols / pattern.rows < constraints.min_slope - _SLOPE_TOL
+    diagonal = (pattern.rows == 1) & (pattern.cols == 1)
     final, back = _forward(
         costs,
         col_start,
@@ -619,6 +680,8 @@ def solve_path(
         float(constraints.pause_weight),
         _kernel_mask(constraints.soft_rows, n),
         soft_only,
+        _kernel_mask(constraints.fixed_rows, n),
+        diagonal,
     )
     end_col = _pick_end(
         final, col_start[-1] + np.arange(w), end_cols, costs[0], col_start[0], (start_lo, start_hi)
@@ -692,6 +755,8 @@ def solve_path_reference(
     soft_only = [b / a < constraints.min_slope - _SLOPE_TOL for a, b, _, _ in steps]
     pause = np.zeros(n, dtype=np.bool_) if constraints.pause_rows is None else constraints.pause_rows
     soft = np.zeros(n, dtype=np.bool_) if constraints.soft_rows is None else constraints.soft_rows
+    fixed = np.zeros(n, dtype=np.bool_) if constraints.fixed_rows is None else constraints.fixed_rows
+    locked = np.concatenate([[False], fixed[:-1] & fixed[1:]])  # row i entered from a fixed row, fixed itself
     pause_penalty = float(constraints.pause_penalty)
     pause_weight = float(constraints.pause_weight)
     down, across = len(steps), len(steps) + 1
@@ -722,6 +787,8 @@ def solve_path_reference(
                 if i0 < 0 or j0 < 0 or acc[i0, j0] == np.inf:
                     continue
                 if soft_only[s] and not soft[i0 + 1 : i + 1].all():
+                    continue
+                if (a, b) != (1, 1) and locked[i0 + 1 : i + 1].any():
                     continue
                 step = 0.0
                 for k, (lo, hi) in enumerate(cells):

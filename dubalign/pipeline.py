@@ -23,7 +23,7 @@ import numpy as np
 
 from . import media
 from .audio import frame_energy_db, log_mel, speech_activity, to_analysis
-from .errors import AlignmentError, ParameterError
+from .errors import AlignmentError, DubalignError, ParameterError
 from .files import atomic_output, atomic_outputs, check_distinct, check_writable, write_json_to
 from .lips import LipTrack, track_picture
 from .path import (
@@ -54,6 +54,14 @@ CONFIDENCE_RADIUS = 150  # frames each side of the path against which its cells 
 # (warped, lips only: +8 points in sync against no aim).
 LIPS_ONLY_AIM_S = 0.040
 LONG_LINE_S = 20.0  # s: longer dubs are solved in a corridor of +-2 --max-shift, coarse-to-fine
+GUIDE_MODES = ("auto", "always", "off")  # see AlignConfig.guide
+# Picture audio measured this far off its own lips, with at least this confidence, is not used as
+# a guide. The offset is above BT.1359's acceptability window and above the largest constant error
+# `check` measured on an in-sync dev clip (131 ms; median 25 ms). Confidence: set on the dev
+# warped cases, where babble at -5 dB made `check` report wrong offsets of 0.46 s at confidence
+# 0.62 to 0.73, while slipped clean sound measures 0.98 or more.
+GUIDE_SLIP_S = 0.25
+GUIDE_SLIP_CONFIDENCE = 0.9
 WAV_SUFFIXES = (".wav", ".wave", ".bwf")  # output names dubalign accepts: it writes WAV audio
 REPORT_MAP_TOLERANCE_S = 1e-4  # the report's time map: knots to 0.1 ms, straight runs merged
 REPORT_STRETCH_DELTA = 0.05  # the report names regions stretched more than 5 % either way...
@@ -74,15 +82,19 @@ SYNC_POINT_TOLERANCE_S = 1.0 / PATH_RATE  # the map holds every sync point this 
 class AlignConfig:
     """What the user can choose. Frozen: the CLI builds it once and the library only reads it."""
 
-    guide: str = "auto"  # "auto": fuse the picture's own audio when it has a track; "off": lips only
+    # "auto": fuse the picture's own audio when it has a track, unless it is clearly out of sync with
+    # its own lips or does not follow the dub; "always": fuse it whatever it looks like; "off": lips only
+    guide: str = "auto"
     max_shift: float = 1.5  # s: how far the dub's start may move against the picture's start
     min_stretch: float = 2 / 3  # slowest local rate (picture time per dub time) the map may use
     max_stretch: float = 1.5  # fastest local rate the map may use
     model: str = "shipped"  # the lip model: "shipped" (models/lipsync.pt) or a checkpoint path
     renderer: str = "auto"  # "auto", "rubberband" or "vocoder"
     workers: int = 0  # processes tracking lips at once; 0: one per core for long pictures, else 1
-    # (dub s, picture s) points the dub must pass through, each held within a few ms: an editor's
-    # fix for a moment placed wrong (--sync-point DUB_S=PIC_S). Any order; none: the path decides
+    # (dub s, picture s) points the dub must pass through: an editor's fix for a moment placed
+    # wrong (--sync-point DUB_S=PIC_S; picture s from the picture's (region's) start). Any order,
+    # SYNC_POINT_MIN_GAP_S apart; each is held exactly (within SYNC_POINT_TOLERANCE_S, or the
+    # alignment fails saying why), with no lips-only aim
     sync_points: tuple[tuple[float, float], ...] = ()
     # (start s, end s) spans of the dub played at their own speed, moved but never stretched: a
     # laugh, a breath, a musical phrase (--protect START-END)
@@ -90,15 +102,15 @@ class AlignConfig:
     # How closely the dub follows the lips moment by moment, against keeping the take's own timing
     # (--tightness). 1: follows the lips syllable by syllable, stretching words and pauses wherever
     # the picture asks. 0.5: every moment lands halfway between that and the take slid as a whole:
-    # speed changes half as large, and each syllable at most half as far off the lips as the plain
+    # speed changes half as large, and each syllable about half as far off the lips as the plain
     # slide leaves it. 0: slides the whole take as one block to its best place, no stretching (the
     # samples are copied unchanged); with sync points, only the take's pauses give way between
     # them (its words too, if the pauses cannot). The map is that blend, tightness : 1 - tightness.
     tightness: float = 1.0
 
     def check(self) -> None:
-        if self.guide not in ("auto", "off"):
-            raise ParameterError(f"--guide must be 'auto' or 'off', not {self.guide!r}")
+        if self.guide not in GUIDE_MODES:
+            raise ParameterError(f"--guide must be one of {', '.join(GUIDE_MODES)}, not {self.guide!r}")
         if not 0.0 < self.max_shift <= 30.0:
             raise ParameterError(f"--max-shift must be between 0 and 30 seconds, not {self.max_shift}")
         # pauses may already be squeezed to DEFAULT_PAUSE_MIN_SLOPE and stretched to
@@ -434,7 +446,12 @@ def align_dub(
 
     with _timed(timings, "model_load"):
         model = load_lip_model(config.model)
-    use_guide = config.guide == "auto" and picture.audio is not None
+    use_guide = config.guide != "off" and picture.audio is not None
+    slip = None
+    if use_guide and config.guide == "auto":
+        with _timed(timings, "guide_check"):
+            slip = guide_slip(picture, model, config)
+        use_guide = slip is None
     with _timed(timings, "model"):
         sync = sync_features(
             picture.track, feats.mel, model, dub_speech=feats.speech, dub_pause=feats.pauses,
@@ -460,7 +477,7 @@ def align_dub(
         face=_describe_face(picture.track), guide_weight=placement.features.guide_weight,
         stretch_range=(float(stretch.min()), float(stretch.max())), speech_span=_speech_span(feats),
         timings=timings,
-        warnings=[*dub.warnings, *assess(picture, placement.features, stretch, overall, config, use_guide)],
+        warnings=[*dub.warnings, *assess(picture, placement.features, stretch, overall, config, use_guide, slip)],
     )
     hook("result", result)
     return result
@@ -497,7 +514,7 @@ def place_dub(
         agreement = guide_agreement(feats.y16, picture_y16, timemap)
         hook("guide_agreement", agreement)
         weight = guide_weight(agreement)
-        if weight < sync.guide_weight:
+        if weight < sync.guide_weight and config.guide == "auto":
             sync = replace(sync, guide_weight=weight)
             path, timemap = _solve_map(
                 sync, config=config, speech=feats.speech, pauses=feats.pauses, tails=feats.tails
@@ -671,7 +688,10 @@ def _solve_map(
         except AlignmentError as exc:
             if not points:
                 raise
-            raise AlignmentError(f"{exc}; or the --sync-point values ask for more than that: check them") from exc
+            raise AlignmentError(
+                f"no path passes through every --sync-point within the stretch limits, protected spans and "
+                f"--max-shift: check the points or relax those limits ({exc})"
+            ) from exc
         free = path_to_timemap(
             path, constraints=constraints, rate=PATH_RATE, pic_origin=origin, dub_speech=speech, anchors=points
         )
@@ -698,7 +718,7 @@ def _check_held(points: list[tuple[float, float]], timemap: TimeMap) -> None:
         if miss > SYNC_POINT_TOLERANCE_S:
             raise AlignmentError(
                 f"--sync-point {dub_s:g}={pic_s:g} could only be held within {1000 * miss:.0f} ms: the stretch "
-                f"limits and protected spans leave too little room between it and the next sync point; "
+                f"limits and protected spans leave too little room between the sync points; "
                 f"widen --min-stretch/--max-stretch, shorten --protect or check the points"
             )
 
@@ -835,9 +855,27 @@ def speech_stretch(timemap: TimeMap, pauses: np.ndarray) -> np.ndarray:
     return stretch[in_speech] if in_speech.any() else np.ones(1)
 
 
+def guide_slip(picture: PictureAnalysis, model, config: AlignConfig) -> float | None:
+    """How far the picture's own audio is off its own lips (s, > 0: late), when clearly so.
+
+    Production sound that has slipped against the picture would pull the dub off the lips with
+    full confidence. Measured like ``dubalign check`` over the whole picture; None when the audio
+    is within GUIDE_SLIP_S of the lips or the measurement is not sure (noise, no speech).
+    """
+    from .check import check_sync
+
+    try:
+        measured = check_sync(picture, model=model, max_offset_s=max(config.max_shift, 2 * GUIDE_SLIP_S))
+    except DubalignError:  # too little speech with a face to measure: nothing to say
+        return None
+    if measured.offset_s is None or measured.confidence < GUIDE_SLIP_CONFIDENCE:
+        return None
+    return measured.offset_s if abs(measured.offset_s) > GUIDE_SLIP_S else None
+
+
 def assess(
     picture: PictureAnalysis, features: SyncFeatures, stretch: np.ndarray, overall: float,
-    config: AlignConfig, use_guide: bool,
+    config: AlignConfig, use_guide: bool, slip: float | None = None,
 ) -> list[str]:
     """Reasons not to trust the result, in words an editor can act on.
 
@@ -865,8 +903,13 @@ def assess(
             f"extreme stretch ({stretch.min():.2f}x to {stretch.max():.2f}x) over "
             f"{100 * at_limit.mean():.0f}% of the speech: listen for artefacts"
         )
-    if config.guide == "auto" and picture.audio is None:
+    if config.guide != "off" and picture.audio is None:
         warnings.append("the picture has no audio track: aligned on the lips only")
+    elif slip is not None:
+        warnings.append(
+            f"the picture's own audio is {abs(slip) * 1000:.0f} ms {'late' if slip > 0 else 'early'} against its "
+            "lips: not used as a guide, aligned on the lips only (--guide always uses it anyway)"
+        )
     elif use_guide and features.guide_weight < 1.0:
         warnings.append(
             f"the picture's audio hardly follows the dub (guide weight {features.guide_weight:.2f}): "

@@ -7,6 +7,7 @@ saved, inspected and rendered. Rendering only follows the map.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,9 @@ from .units import PATH_RATE
 
 DEFAULT_SMOOTHING = 0.08  # seconds: time scale below which rate changes are smoothed away
 DEFAULT_SPEECH_STIFFNESS = 10.0  # rate changes cost 10x more in speech, 10x less in pauses
+# Weight of an anchor row against an ordinary row in the smoother's data term: large enough that
+# the smoothed curve passes through the anchor, so the exact correction after clipping is small.
+ANCHOR_WEIGHT = 1e4
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,6 +117,7 @@ def path_to_timemap(
     smoothing: float = DEFAULT_SMOOTHING,
     dub_speech: np.ndarray | None = None,
     speech_stiffness: float = DEFAULT_SPEECH_STIFFNESS,
+    anchors: Sequence[tuple[float, float]] = (),
 ) -> TimeMap:
     """Smooth, strictly monotone time map that follows a solver path.
 
@@ -127,7 +132,17 @@ def path_to_timemap(
     a pause row are clipped to ``[pause_min_slope, pause_max_slope]`` instead, and the pause
     rows get the low curvature weight: the rate change of a squeezed or stretched pause stays
     inside it, and the words on either side keep ``[min_slope, max_slope]``. Segments that
-    touch a soft row, and no pause row, are clipped to ``[soft_min_slope, max_slope]``.
+    touch a soft row, and no pause row, are clipped to ``[soft_min_slope, max_slope]``. Segments
+    between two ``fixed_rows`` get slope exactly 1: the dub plays there at its own speed.
+
+    With ``anchors`` the map passes through each (an editor's sync point): the smoother holds
+    the anchor rows, and after clipping, what each stretch between two anchors still misses is
+    shared out over its segments as far as their limits allow (most of it in pauses, which have
+    the most room; none in fixed segments). The map is then placed through the first anchor
+    instead of by least squares; before the first anchor and after the last, what clipping took
+    is given back as far as the limits allow, so the far ends stay where the smoothed path put
+    them. The 10 ms segment holding an anchor gets slope 1, so the map passes through it exactly
+    wherever it falls between two rows.
 
     Parameters
     ----------
@@ -148,6 +163,10 @@ def path_to_timemap(
         instead of bending words.
     speech_stiffness : float
         See ``dub_speech``; >= 1.
+    anchors : sequence of (dub s, picture s)
+        Points the map must pass through, increasing on both axes and more than two rows
+        (``2 / rate`` s) apart on each. Anchors that contradict the slope limits or fixed rows
+        are held as far as the limits allow, the first one exactly.
 
     Returns
     -------
@@ -173,6 +192,8 @@ def path_to_timemap(
     mean = np.bincount(rows, weights=cols, minlength=n)[seen] / counts[seen]
     # Rows a path skipped (not from solve_path, which matches every row) are interpolated.
     y = np.interp(np.arange(n), np.flatnonzero(seen), mean)
+    anchor_rows, targets = _anchor_rows(anchors, n=n, rate=rate, pic_origin=pic_origin)
+    y[anchor_rows] = targets
 
     if n == 1:
         x = y
@@ -184,9 +205,6 @@ def path_to_timemap(
             if p.shape != (n,) or not np.isfinite(p).all():
                 raise ParameterError(f"dub_speech must be finite with shape ({n},), got {p.shape}")
             lam = lam * speech_stiffness ** (2 * np.clip(p, 0, 1) - 1)
-        lo = np.full(n - 1, float(c.min_slope))
-        hi = np.full(n - 1, float(c.max_slope))
-        touches = np.zeros(n - 1, dtype=bool)  # segments touching a pause row
         if c.pause_rows is not None:
             pause = c.pause_rows
             # Curvatures that touch a pause row are free: any weight there makes the stiff
@@ -195,24 +213,157 @@ def path_to_timemap(
             near[1:] |= pause[:-1]
             near[:-1] |= pause[1:]
             lam = np.where(near, 0.0, lam)
-            touches = pause[:-1] | pause[1:]
-            lo[touches] = c.pause_min_slope
-            hi[touches] = c.pause_max_slope
-        if c.soft_rows is not None:
-            soft = c.soft_rows
-            lo = np.where((soft[:-1] | soft[1:]) & ~touches, c.soft_min_slope, lo)
-        x = _whittaker(y, lam)
+        lo, hi, touches = _segment_limits(c, n)
+        weight = None
+        if len(anchor_rows):
+            weight = np.ones(n)
+            weight[anchor_rows] = ANCHOR_WEIGHT
+        x = _whittaker(y, lam, weight)
         slopes = np.clip(np.diff(x), lo, hi)
         if c.pause_rows is not None:
             slopes = _keep_pause_totals(np.diff(x), slopes, lo, hi, touches)
-        z = np.concatenate([[0.0], np.cumsum(slopes)])
-        x = z + np.mean(y - z)
+        if len(anchor_rows):
+            # before the first anchor and after the last, give back what clipping took, so the
+            # far words stay where the smoothed path put them rather than hang off the anchor
+            raw = np.diff(x)
+            a, b = anchor_rows[0], anchor_rows[-1]
+            slopes[:a] = _share_out(slopes[:a], raw[:a].sum(), lo[:a], hi[:a])
+            slopes[b:] = _share_out(slopes[b:], raw[b:].sum(), lo[b:], hi[b:])
+            x = _through_anchors(slopes, lo, hi, anchor_rows, targets)
+        else:
+            z = np.concatenate([[0.0], np.cumsum(slopes)])
+            x = z + np.mean(y - z)
 
     if n == 1:  # a single row still needs two knots: continue at slope 1
         x = np.array([x[0], x[0] + 1.0])
         n = 2
     dub_t = np.arange(n) / rate
     return TimeMap(dub_t=dub_t, pic_t=pic_origin + x / rate)
+
+
+def anchored_shift(
+    n_rows: int,
+    anchors: Sequence[tuple[float, float]],
+    *,
+    constraints: PathConstraints = PathConstraints(),  # noqa: B008 (frozen: one shared default is safe)
+    rate: float = PATH_RATE,
+    pic_origin: float = 0.0,
+) -> TimeMap:
+    """The dub at its own speed, moved to pass through ``anchors``, bent only where it must.
+
+    Before the first anchor and after the last the map has slope 1. Between two anchors the
+    difference from slope 1 is taken up by the segments that touch a pause row first, and only
+    what they cannot absorb by the others, each within its limits (as in
+    :func:`path_to_timemap`; fixed rows keep slope 1). One knot per row, like a solver's map.
+
+    anchors : sequence of (dub s, picture s), at least one, as in :func:`path_to_timemap`
+    """
+    if n_rows < 2 or not rate > 0:
+        raise ParameterError(f"need n_rows >= 2 and rate > 0, got {n_rows}, {rate}")
+    constraints.check(n_rows)
+    rows, targets = _anchor_rows(anchors, n=n_rows, rate=rate, pic_origin=pic_origin)
+    if not len(rows):
+        raise ParameterError("anchored_shift needs at least one anchor")
+    lo, hi, touches = _segment_limits(constraints, n_rows)
+    x = _through_anchors(np.ones(n_rows - 1), lo, hi, rows, targets, first=touches)
+    return TimeMap(dub_t=np.arange(n_rows) / rate, pic_t=pic_origin + x / rate)
+
+
+def _segment_limits(c: PathConstraints, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Slope limits of each of the ``n - 1`` segments, and which segments touch a pause row.
+
+    Pause segments: ``[pause_min_slope, pause_max_slope]``; soft ones ``[soft_min_slope,
+    max_slope]``; between two fixed rows exactly 1; the rest ``[min_slope, max_slope]``.
+    """
+    lo = np.full(n - 1, float(c.min_slope))
+    hi = np.full(n - 1, float(c.max_slope))
+    touches = np.zeros(n - 1, dtype=bool)
+    if c.pause_rows is not None:
+        touches = c.pause_rows[:-1] | c.pause_rows[1:]
+        lo[touches] = c.pause_min_slope
+        hi[touches] = c.pause_max_slope
+    if c.soft_rows is not None:
+        soft = c.soft_rows
+        lo = np.where((soft[:-1] | soft[1:]) & ~touches, c.soft_min_slope, lo)
+    if c.fixed_rows is not None:
+        fixed = c.fixed_rows[:-1] & c.fixed_rows[1:]  # fixed rows are no pause rows
+        lo = np.where(fixed, 1.0, lo)
+        hi = np.where(fixed, 1.0, hi)
+    return lo, hi, touches
+
+
+def _anchor_rows(
+    anchors: Sequence[tuple[float, float]], *, n: int, rate: float, pic_origin: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Anchor rows and the picture column each must map to: [shape=(m,)] int64 and float64.
+
+    A (dub s, picture s) point between rows ``r`` and ``r + 1`` becomes two anchors, one on
+    each, on a line of slope 1 through the point (one anchor when it falls on a row, or past
+    the last row, where the map continues at slope 1 anyway).
+    """
+    if not len(anchors):
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    pts = np.asarray(anchors, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[1] != 2 or not np.isfinite(pts).all():
+        raise ParameterError(f"anchors must be finite (dub s, picture s) pairs, got {anchors!r}")
+    rows, targets = [], []
+    for dub_s, pic_s in pts:
+        exact = dub_s * rate
+        col = (pic_s - pic_origin) * rate
+        r = int(np.floor(exact))
+        if not 0 <= exact <= n - 1 + 0.5:
+            raise ParameterError(f"anchor {dub_s:g} s lies outside the path's dub rows (0 .. {(n - 1) / rate:g} s)")
+        rows.append(min(r, n - 1))
+        targets.append(col - (exact - rows[-1]))
+        if r + 1 <= n - 1 and exact > r:
+            rows.append(r + 1)
+            targets.append(col + (r + 1 - exact))
+    rows_a, targets_a = np.array(rows, dtype=np.int64), np.array(targets)
+    if (np.diff(rows_a) <= 0).any() or (np.diff(targets_a) <= 0).any():
+        raise ParameterError(
+            f"anchors must increase on both axes and lie more than {2 / rate:g} s apart on each, got {anchors!r}"
+        )
+    return rows_a, targets_a
+
+
+def _through_anchors(
+    slopes: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    rows: np.ndarray,
+    targets: np.ndarray,
+    *,
+    first: np.ndarray | None = None,
+) -> np.ndarray:
+    """Integrate ``slopes`` into a curve through ``(rows, targets)``: [shape=(n,)].
+
+    Between two anchors the slopes are changed, within ``[lo, hi]``, to add up to the rise
+    between them (the segments in ``first`` give first); the curve is placed through the first
+    anchor, and falls short of later ones only where the limits cannot reach them.
+    """
+    slopes = slopes.copy()
+    for a, b, ta, tb in zip(rows[:-1], rows[1:], targets[:-1], targets[1:], strict=True):
+        seg = slice(a, b)
+        if first is not None and first[seg].any():
+            part = first[seg]
+            slopes[seg][part] = _share_out(slopes[seg][part], tb - ta - slopes[seg][~part].sum(), lo[seg][part],
+                                           hi[seg][part])
+        slopes[seg] = _share_out(slopes[seg], tb - ta, lo[seg], hi[seg])
+    z = np.concatenate([[0.0], np.cumsum(slopes)])
+    return z + (targets[0] - z[rows[0]])
+
+
+def _share_out(slopes: np.ndarray, total: float, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """``slopes`` changed so they sum to ``total``, each in proportion to its room to move.
+
+    slopes, lo, hi : np.ndarray [shape=(n_segments,)]; the result stays inside ``[lo, hi]``, and
+    falls short of ``total`` only when the limits cannot reach it.
+    """
+    missing = total - slopes.sum()
+    room = hi - slopes if missing > 0 else slopes - lo
+    if missing == 0 or room.sum() <= 0:
+        return slopes
+    return slopes + np.sign(missing) * room * min(abs(missing) / room.sum(), 1.0)
 
 
 def _keep_pause_totals(
@@ -238,11 +389,13 @@ def _keep_pause_totals(
     return out
 
 
-def _whittaker(y: np.ndarray, lam: np.ndarray) -> np.ndarray:
-    """Solve ``(I + D' diag(w) D) x = y``, D the second difference, w the curvature weights.
+def _whittaker(y: np.ndarray, lam: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
+    """Solve ``(V + D' diag(w) D) x = V y``, D the second difference, w the curvature weights.
 
     y, lam : np.ndarray [shape=(n,)]
         ``lam[i]`` weighs the curvature at row ``i`` (used for rows ``1 .. n - 2``).
+    weight : np.ndarray [shape=(n,)] or None
+        The diagonal of V, how closely each row is held to ``y``; None: all 1.
     """
     n = y.shape[0]
     if n < 3 or not lam.any():
@@ -262,5 +415,8 @@ def _whittaker(y: np.ndarray, lam: np.ndarray) -> np.ndarray:
     ab = np.zeros((3, n))
     ab[0, 2:] = d2
     ab[1, 1:] = d1
-    ab[2] = 1.0 + d0
-    return scipy.linalg.solveh_banded(ab, y, lower=False, check_finite=False)
+    if weight is None:
+        ab[2] = 1.0 + d0
+        return scipy.linalg.solveh_banded(ab, y, lower=False, check_finite=False)
+    ab[2] = weight + d0
+    return scipy.linalg.solveh_banded(ab, weight * y, lower=False, check_finite=False)

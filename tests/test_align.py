@@ -23,9 +23,10 @@ from helpers import (
 )
 
 from dubalign import pipeline as align_module
-from dubalign.pipeline import AlignConfig, AlignmentResult, PictureAnalysis, align, align_dub, analyze_picture
 from dubalign.errors import AlignmentError, MediaError, ParameterError
+from dubalign.pipeline import AlignConfig, AlignmentResult, PictureAnalysis, align, align_dub, analyze_picture
 from dubalign.timemap import TimeMap
+from dubalign.units import ANALYSIS_SR
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +35,8 @@ REPO = Path(__file__).resolve().parent.parent
 OFFSET = 0.3  # s: the dub plays its speech this much later than the picture
 TOLERANCE = 0.040  # s: the offset must be recovered within this (one GRID frame)
 REPORT_KEYS = {
-    "summary", "speech_span_s", "sample_rate", "subtype", "channels", "duration_s", "model", "renderer", "face", "guide_weight",
+    "summary", "speech_span_s", "sample_rate", "subtype", "channels", "duration_s", "model", "renderer", "face",
+    "guide_weight",
     "overall_confidence", "confidence_per_second", "stretch_range", "timings_s", "warnings", "time_map",
 }
 
@@ -374,3 +376,29 @@ def test_review_output_names_are_checked_first(dub_path, tmp_path):
         align(grid_clip(), dub_path, tmp_path / "o.wav", preview=tmp_path / "p.avi2")
     with pytest.raises(ParameterError, match="same file"):
         align(grid_clip(), dub_path, tmp_path / "o.wav", preview=tmp_path / "o.wav")
+
+
+def test_picture_audio_out_of_sync_with_its_lips_is_not_a_guide(analysis, dub_path):
+    # production sound slipped 0.6 s late against the picture: it would pull the dub 0.6 s off
+    slip = int(0.6 * ANALYSIS_SR)
+    slipped = dataclasses.replace(analysis, audio=np.concatenate([np.zeros(slip, np.float32), analysis.audio])[
+        : len(analysis.audio)])
+    res = align_dub(slipped, dub_path, AlignConfig(guide="auto"))
+    assert res.guide_weight == 0.0
+    slip_warnings = [w for w in res.warnings if "ms late against its lips" in w]
+    assert len(slip_warnings) == 1, res.warnings
+    measured = int(slip_warnings[0].split("is ")[1].split(" ms")[0])
+    assert abs(measured - 600) <= 40  # within one picture frame
+    # trusting the lips puts the dub's words where the mouth says them (lips only: within the
+    # BT.1359 window), not 0.6 s later
+    mids = speech_mids()
+    err = res.timemap.to_picture(mids + OFFSET) - mids
+    assert np.all((err > -0.045) & (err < 0.125)), err
+
+    forced = align_dub(slipped, dub_path, AlignConfig(guide="always"))
+    assert forced.guide_weight > 0 and not any("against its lips" in w for w in forced.warnings)
+
+
+def test_picture_audio_in_sync_is_kept_as_a_guide(guided):
+    assert guided.guide_weight == 1.0
+    assert not any("against its lips" in w for w in guided.warnings)

@@ -144,3 +144,40 @@ def test_a_bug_shows_its_traceback_with_dubalign_debug(tmp_path, dub_path, monke
     monkeypatch.setenv("DUBALIGN_DEBUG", "1")
     result = run(grid_clip(), dub_path, "-o", tmp_path / "out.wav")
     assert isinstance(result.exception, KeyError)  # raised on, for the traceback
+
+
+def test_align_control_options_reach_the_config(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from dubalign import cli
+
+    seen = {}
+
+    def fake_align(picture, dub, output, config, **kwargs):
+        seen["config"], seen["kwargs"] = config, kwargs
+        raise cli.DubalignError("stop here")
+
+    monkeypatch.setattr(cli, "align", fake_align)
+    args = ["align", "pic.mov", "dub.wav", "-o", str(tmp_path / "o.wav"), "--sync-point", "0.5=1.25",
+            "--sync-point", "1.5=2.0", "--protect", "0.6-0.9", "--tightness", "0.5", "--min-stretch", "0.8",
+            "--max-stretch", "1.2", "--plot", str(tmp_path / "p.png"), "--preview", str(tmp_path / "v.mov"),
+            "--preview-guide"]
+    result = CliRunner().invoke(cli.main, args)
+    assert result.exit_code == 1 and "stop here" in result.output
+    c = seen["config"]
+    assert c.sync_points == ((0.5, 1.25), (1.5, 2.0)) and c.protect == ((0.6, 0.9),)
+    assert (c.tightness, c.min_stretch, c.max_stretch) == (0.5, 0.8, 1.2)
+    assert seen["kwargs"]["preview_guide"] is True and str(seen["kwargs"]["plot"]).endswith("p.png")
+
+
+def test_align_bad_control_is_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from dubalign import cli
+
+    for bad in (["--protect", "0.9-0.6"], ["--sync-point", "1.0"], ["--tightness", "2"], ["--min-stretch", "1.2"],
+                ["--sync-point", "0.5=00:00:01:00"]):
+        result = CliRunner().invoke(cli.main, ["align", "p.mov", "d.wav", "-o", str(tmp_path / "o.wav"), *bad])
+        assert result.exit_code == 1, bad
+        lines = [ln for ln in result.output.splitlines() if ln.strip()]
+        assert len(lines) == 1 and lines[0].startswith("dubalign: error: "), (bad, result.output)

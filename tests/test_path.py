@@ -638,3 +638,137 @@ def test_bad_soft_options_raise():
         solve_path(costs, col_start, start_cols=(0, 0), constraints=PathConstraints(soft_rows=soft, soft_min_slope=0.9))
     with pytest.raises(ParameterError, match="soft_min_slope"):
         solve_path(costs, col_start, start_cols=(0, 0), constraints=PathConstraints(soft_rows=soft))
+
+
+# ---------------------------------------------------------------------------------------------
+# fixed rows (protected spans, tightness 0): a diagonal, one cell per row
+
+
+@pytest.mark.parametrize("solver", [solve_path, solve_path_reference])
+def test_hand_fixed_rows_forbid_the_2_3_step(solver):
+    # HAND_4X5 takes a (2, 3) step across rows 0 -> 2 (cost 0.55); with rows 0..2 fixed that
+    # step is forbidden, and the cheapest path left is (1,1) (1,1) (1,1): 0 + 1 + 9 + 9 = 19.
+    fixed = np.array([True, True, True, False])
+    path = solver(*_full(HAND_4X5), start_cols=(0, 0), constraints=PathConstraints(fixed_rows=fixed))
+    assert _cells(path) == [(0, 0), (1, 1), (2, 2), (3, 3)]
+    assert path.cost == pytest.approx(19 / 4)
+    # only rows 2..3 fixed: the (2, 3) step into row 2 is still free (a run moves as a whole)
+    fixed = np.array([False, False, True, True])
+    path = solver(*_full(HAND_4X5), start_cols=(0, 0), constraints=PathConstraints(fixed_rows=fixed))
+    assert _cells(path) == [(0, 0), (1, 1), (1, 2), (2, 3), (3, 4)]
+    assert path.cost == pytest.approx(0.55 / 4)
+
+
+@pytest.mark.parametrize("solver", [solve_path, solve_path_reference])
+def test_fixed_rows_are_no_pause_rows(solver):
+    # the hand pause squeeze of test_hand_pause_is_squeezed_with_1_0_moves, with rows 2, 3 fixed:
+    # the squeeze onto column 1 is gone; the cheapest left is (0, 0) (1, 1) (2, 2) (3, 3) (4, 4)
+    # at 0 + 0 + 9 + 9 + 9 = 27 against, e.g., staying on column 1 for rows 1-2 (a (1, 0) move
+    # between a pause row and a fixed one, forbidden)
+    costs = [[0, 9, 9, 9, 9], [9, 0, 9, 9, 9], [9, 0, 9, 9, 9], [9, 0, 9, 9, 9], [9, 9, 0, 9, 9]]
+    pause = np.array([False, True, True, True, False])
+    fixed = np.array([False, False, True, True, False])
+    constraints = PathConstraints(pause_rows=pause, pause_penalty=0.05, fixed_rows=fixed)
+    assert constraints.pause_rows.tolist() == [False, True, False, False, False]
+    path = solver(*_full(costs), start_cols=(0, 0), constraints=constraints)
+    rows, cols = path.dub_frames, path.pic_frames
+    assert (rows == 2).sum() == 1 and (rows == 3).sum() == 1
+    assert cols[rows == 3][0] - cols[rows == 2][0] == 1
+    assert not ((np.diff(rows) == 1) & (np.diff(cols) == 0)).any()  # no (1, 0) move at all
+    unfixed = solver(*_full(costs), start_cols=(0, 0), constraints=PathConstraints(pause_rows=pause))
+    assert _cells(unfixed) == [(0, 0), (1, 1), (2, 1), (3, 1), (4, 2)]
+    assert path.cost > unfixed.cost
+
+
+def test_all_rows_fixed_give_the_best_constant_shift(rng):
+    # brute force: every start column, straight down the diagonal
+    for _ in range(40):
+        costs = rng.uniform(-1, 1, size=(30, 45)).astype(np.float32)
+        pause = rng.uniform(size=30) < 0.3  # fixed rows override them
+        constraints = PathConstraints(pause_rows=pause, fixed_rows=np.ones(30, dtype=bool))
+        path = solve_path(*_full(costs), start_cols=(0, 15), constraints=constraints)
+        totals = [costs[np.arange(30), s + np.arange(30)].astype(np.float64).sum() for s in range(16)]
+        best = int(np.argmin(totals))
+        assert _cells(path) == [(i, best + i) for i in range(30)]
+        assert path.cost == pytest.approx(totals[best] / 30, rel=1e-9)
+
+
+def test_planted_path_keeps_a_fixed_run_straight(rng):
+    costs, curve = _planted(rng, 300, 380, offset=30.0)
+    fixed = np.zeros(300, dtype=bool)
+    fixed[100:160] = True  # the planted curve bends here (slope 1 - 0.25 .. 1 - 0.13)
+    col_start, width = dense_band(300, 380, start_cols=(0, 60))
+    constraints = PathConstraints(fixed_rows=fixed)
+    path = solve_path(_band_of(costs, col_start, width), col_start, start_cols=(0, 60), constraints=constraints)
+    mean = _row_mean(path)
+    offset = mean[100:160] - np.arange(100, 160)
+    assert np.ptp(offset) == 0  # one cell per row, on a diagonal
+    assert np.ptp(np.round(curve[100:160]) - np.arange(100, 160)) >= 5  # the truth is no diagonal
+    # the straight run is a compromise: the path leaves the truth a little before it (at slope
+    # 1.5 it needs a while to reach the run's offset), and catches up after it
+    off_truth = np.abs(mean - np.round(curve)) > 1.0
+    assert not off_truth[:50].any() and not off_truth[180:].any()
+
+
+def test_numba_matches_reference_with_fixed_rows(rng):
+    n_solved = n_changed = 0
+    for _ in range(400):
+        costs, col_start, ends, options = _random_case(rng)
+        plain_options = dict(options)
+        n = costs.shape[0]
+        options["fixed_rows"] = rng.uniform(size=n) < 0.5
+        if rng.uniform() < 0.5:
+            options["pause_rows"] = _random_pauses(rng, n)
+        if rng.uniform() < 0.3:
+            options["soft_rows"] = rng.uniform(size=n) < 0.6
+            options["soft_min_slope"] = 0.5 * options.get("min_slope", 2 / 3)
+        got = _solve_both(costs, col_start, ends, options)
+        if got is None:
+            continue
+        n_solved += 1
+        fixed = options["fixed_rows"]
+        rows, cols = got.dub_frames, got.pic_frames
+        for i in np.flatnonzero(fixed[:-1] & fixed[1:]):  # every locked pair is one diagonal step
+            assert (rows == i + 1).sum() == 1
+            assert cols[rows == i + 1][0] == cols[rows == i][-1] + 1
+        try:
+            plain = solve_path(costs, col_start, **ends, constraints=PathConstraints(**plain_options))
+        except AlignmentError:
+            plain = None
+        n_changed += plain is None or _cells(plain) != _cells(got)
+    assert n_solved > 150
+    assert n_changed > 20  # the fixed rows actually changed paths
+
+
+def test_coarse_to_fine_keeps_a_fixed_run_straight(rng):
+    costs, curve = _planted(rng, 300, 380, offset=30.0)
+    fixed = np.zeros(300, dtype=bool)
+    fixed[101:157] = True  # not aligned to the pooling factor
+    cost_fn, calls = _pooling_cost_fn(costs)
+    path = solve_coarse_to_fine(
+        cost_fn, 300, 380, start_cols=(0, 60), factor=4, radius=12, direct_max_cells=0,
+        constraints=PathConstraints(fixed_rows=fixed),
+    )
+    assert calls == [4, 1]
+    mean = _row_mean(path)
+    assert np.ptp(mean[101:157] - np.arange(101, 157)) == 0
+    off_truth = np.abs(mean - np.round(curve)) > 1.0
+    assert not off_truth[:50].any() and not off_truth[180:].any()
+
+
+def test_fixed_rows_are_checked_pooled_and_bound_the_advance():
+    fixed = np.array([0, 0, 0, 0, 0, 1, 1, 1, 1], dtype=bool)
+    pause = np.array([1, 1, 1, 0, 0, 0, 1, 1, 0], dtype=bool)
+    c = PathConstraints(pause_rows=pause, fixed_rows=fixed)
+    assert c.pause_rows.tolist() == [True, True, True, False, False, False, False, False, False]
+    assert c.pooled(4).fixed_rows.tolist() == [False, True, True]
+    with pytest.raises(ParameterError, match="fixed_rows and pause_rows"):
+        PathConstraints(pause_rows=pause[:-1], fixed_rows=fixed)
+    with pytest.raises(ParameterError, match="fixed_rows must be a bool array"):
+        PathConstraints(fixed_rows=np.ones(4))
+    least, most = c.advance_bounds(9)
+    # rows 0-2: a pause (squeezable to 0, generous 2 x 8 at most); 5-8 fixed: exactly 1
+    np.testing.assert_allclose(least, [0, 0, 2 / 3, 2 / 3, 2 / 3, 1, 1, 1])
+    np.testing.assert_allclose(most, [16, 16, 16, 1.5, 1.5, 1, 1, 1])
+    with pytest.raises(ParameterError, match="one entry per dub row"):
+        c.advance_bounds(8)

@@ -7,7 +7,7 @@ import pytest
 
 from dubalign.errors import ParameterError
 from dubalign.path import PathConstraints, WarpPath, solve_path
-from dubalign.timemap import TimeMap, path_to_timemap
+from dubalign.timemap import TimeMap, anchored_shift, path_to_timemap
 from dubalign.units import PATH_RATE
 
 
@@ -236,3 +236,95 @@ def test_soft_options_are_checked():
         path_to_timemap(path, constraints=PathConstraints(soft_rows=soft))
     with pytest.raises(ParameterError, match="soft_min_slope"):
         path_to_timemap(path, constraints=PathConstraints(soft_rows=soft, soft_min_slope=0.9))
+
+
+# ---------------------------------------------------------------------------------------------
+# fixed rows (protected spans) and anchors (sync points)
+
+
+def test_fixed_segments_have_slope_exactly_1():
+    # the path squeezes rows 100..139 to slope 1/2; rows 90..150 are protected
+    path, cols, soft = _squeezed_tail_path()
+    fixed = np.zeros(240, dtype=bool)
+    fixed[90:151] = True
+    c = PathConstraints(soft_rows=soft, soft_min_slope=0.5, fixed_rows=fixed)
+    tm = path_to_timemap(path, constraints=c, dub_speech=np.ones(240))
+    s = tm.stretch()
+    np.testing.assert_allclose(s[90:150], 1.0, rtol=0, atol=1e-9)
+    assert s.min() >= 0.5 - 1e-9 and s.max() <= 1.5 + 1e-9 and (np.diff(tm.pic_t) > 0).all()
+    # away from the span the words keep the path's rate; the squeeze the span may not take goes
+    # to its edges, and the least-squares offset balances the rest around the path
+    np.testing.assert_allclose(s[:40], 1.0, atol=0.03)
+    np.testing.assert_allclose(s[200:], 1.0, atol=0.03)
+    assert abs(np.mean(tm.pic_t * PATH_RATE - cols)) < 1e-6
+    free = path_to_timemap(path, constraints=PathConstraints(soft_rows=soft, soft_min_slope=0.5))
+    assert np.abs(free.stretch()[90:150] - 1.0).max() > 0.3  # unprotected, the span is squeezed
+
+
+@pytest.mark.parametrize("dub_s", [1.0, 1.234, 1.255])
+def test_map_passes_through_an_anchor(dub_s):
+    # a path 30 frames late that ramps 15 frames earlier (slope 2/3) towards dub_s and back (the
+    # solver's answer to a sync point there); the anchor asks for 1.5 frames more, on or between rows
+    rows = np.arange(300)
+    bump = np.clip(15 - np.abs(rows - dub_s * PATH_RATE) / 3, 0, None)
+    path = _path(rows, np.round(rows + 30 - bump))
+    pic_s = dub_s + (30 - 15 - 1.5) / PATH_RATE - 0.5
+    tm = path_to_timemap(path, pic_origin=-0.5, anchors=[(dub_s, pic_s)], dub_speech=np.ones(300))
+    assert float(tm.to_picture(dub_s)) == pytest.approx(pic_s, abs=1e-9)
+    s = tm.stretch()
+    assert s.min() >= 2 / 3 - 1e-9 and s.max() <= 1.5 + 1e-9 and (np.diff(tm.pic_t) > 0).all()
+    # away from the ramp the map is the path's, within a frame
+    far = np.abs(rows / PATH_RATE - dub_s) > 0.75  # the ramp spans 0.45 s, the smoother ~0.2 s more
+    np.testing.assert_allclose((tm.pic_t * PATH_RATE + 50)[far], (rows + 30)[far], atol=1.0)
+
+
+def test_two_anchors_are_both_held_exactly():
+    # words at slope 1 around a pause stretched 2.5x (40 dub rows over 100 columns); the editor's
+    # anchors sit a frame and a half frame off the path, one on each side of the pause
+    rows = np.arange(400)
+    pause = (rows >= 180) & (rows < 220)
+    cols = np.where(rows < 180, rows, np.where(rows < 220, 180 + 2.5 * (rows - 180), rows + 60))
+    c = PathConstraints(pause_rows=pause)
+    anchors = [(1.0, 1.01), (3.005, 3.61)]
+    tm = path_to_timemap(_path(rows, np.round(cols)), constraints=c, anchors=anchors,
+                         dub_speech=np.where(pause, 0.0, 1.0))
+    np.testing.assert_allclose(tm.to_picture([1.0, 3.005]), [1.01, 3.61], atol=1e-9)
+    s = tm.stretch()
+    speech = ~(pause[:-1] | pause[1:])
+    assert s[speech].min() >= 2 / 3 - 1e-9 and s[speech].max() <= 1.5 + 1e-9 and s.max() <= 8 + 1e-9
+    np.testing.assert_allclose((tm.pic_t * PATH_RATE)[~pause], cols[~pause], atol=2.0)
+
+
+def test_anchored_shift_bends_only_the_pauses():
+    pause = np.zeros(500, dtype=bool)
+    pause[200:240] = True
+    fixed = np.zeros(500, dtype=bool)
+    fixed[300:350] = True
+    c = PathConstraints(pause_rows=pause, fixed_rows=fixed)
+    # 0.2 s later at 1 s, then 0.1 s more by 4 s: the pause (0.4 s of dub) must take 0.1 s
+    tm = anchored_shift(500, [(1.0, 1.2), (4.0, 4.3)], constraints=c, rate=PATH_RATE)
+    np.testing.assert_allclose(tm.to_picture([1.0, 4.0, 0.0, 4.99]), [1.2, 4.3, 0.2, 5.29], atol=1e-9)
+    s = tm.stretch()
+    touches = pause[:-1] | pause[1:]
+    np.testing.assert_allclose(s[~touches], 1.0, atol=1e-9)  # words at their own speed
+    np.testing.assert_allclose(s[touches].mean(), 1 + 0.1 / 0.41, atol=1e-9)  # 41 pause segments
+    # the pause cannot take 3 s more: then the words give too, the protected ones never
+    tm = anchored_shift(500, [(1.0, 1.2), (4.0, 7.2 + 3.2)], constraints=c, rate=PATH_RATE)
+    s = tm.stretch()
+    np.testing.assert_allclose(s[300:349], 1.0, atol=1e-9)
+    assert s[~touches].max() == pytest.approx(1.5) and s.max() == pytest.approx(8.0)
+    assert float(tm.to_picture(4.0)) < 10.4  # held as far as the limits allow
+
+
+def test_anchors_are_checked():
+    path = _path(np.arange(100), np.arange(100))
+    with pytest.raises(ParameterError, match="outside the path's dub rows"):
+        path_to_timemap(path, anchors=[(1.5, 1.0)])
+    with pytest.raises(ParameterError, match="increase on both axes"):
+        path_to_timemap(path, anchors=[(0.2, 0.5), (0.5, 0.4)])
+    with pytest.raises(ParameterError, match="increase on both axes"):
+        path_to_timemap(path, anchors=[(0.205, 0.2), (0.215, 0.3)])  # both need row 21
+    with pytest.raises(ParameterError, match="finite"):
+        path_to_timemap(path, anchors=[(0.2, float("nan"))])
+    with pytest.raises(ParameterError, match="at least one anchor"):
+        anchored_shift(100, [])
