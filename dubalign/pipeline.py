@@ -413,6 +413,9 @@ class DubFeatures:
 class Placement:
     """Where the dub goes: the path through the fused costs and the time map made from it.
 
+    With 0 < tightness < 1 the map is a blend and ``path`` holds the map's own cell in each row
+    (what the confidence and the plot should show); its cost is then not a solver cost.
+
     features : the sync features as finally weighted (the guide's weight may have been lowered)
     guide_agreement : how well the picture's audio follows the placed dub (None: no guide)
     aim_s : s the map was placed later than the path (lips only aim at the BT.1359 window's centre)
