@@ -9,11 +9,11 @@ with how wide the mouth is open). Frames without a face are marked and carry zer
 from __future__ import annotations
 
 import importlib.resources
-import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -39,8 +39,13 @@ MAX_FACES = 2  # faces tracked at once; the speaking one is kept
 MATCH_RADIUS = 0.15  # a detection continues a track when its mouth moved less than this share of the frame
 FACE_PROBES = 5  # frames looked at first to count the faces on screen (one face: faster tracking)
 FACE_PROBE_MIN_S = 15.0  # s: shorter pictures skip that probe and track up to MAX_FACES
-PARALLEL_LIPS_MIN_S = 20.0  # s: pictures this long have their lips tracked by several processes
-MAX_LIP_WORKERS = 4  # at most this many lip-tracking processes
+PARALLEL_LIPS_MIN_S = 2.0  # s: pictures this long have their lips tracked by several threads (a span each)
+# Hz: the lip model reads the lips at this rate (model.VIDEO_RATE, kept here so that tracking does not
+# import torch). Pictures faster than TRACK_ALL_MAX_FPS are tracked on one frame per 1 / TRACK_RATE s
+# only: the features are resampled to TRACK_RATE anyway, and landmarks cost ~13 ms a frame.
+TRACK_RATE = 25.0
+TRACK_ALL_MAX_FPS = 1.2 * TRACK_RATE
+MAX_LIP_WORKERS = 4  # at most this many lip-tracking threads
 PROGRESS_POLL_S = 0.25  # s between progress updates while workers track lips
 
 
@@ -357,7 +362,7 @@ def _speaking_score(c: dict, audio_energy: Callable[[np.ndarray], np.ndarray] | 
 
 @dataclass(frozen=True)
 class TrackedRun:
-    """One run of frames tracked by one landmarker (one process), with what it cost."""
+    """One run of frames tracked by one landmarker (one thread), with what it cost."""
 
     candidates: FaceCandidates
     decode_s: float  # s of decoding and scaling frames
@@ -369,8 +374,10 @@ class PictureTracking:
     """The speaking face's lips over a picture region, and what finding them cost."""
 
     track: LipTrack
-    timings: dict  # s per step: face_probe, decode, landmarks (CPU, all workers), lips_wall
-    workers: int  # processes that tracked it
+    # s per step: face_probe, decode and landmarks (wall, summed over the threads), lips_wall,
+    # lips_cpu (CPU of the whole process while tracking, every thread)
+    timings: dict
+    workers: int  # threads that tracked it
 
 
 def track_picture(
@@ -386,51 +393,55 @@ def track_picture(
 ) -> PictureTracking:
     """Track the speaking face over [start, end) s of ``picture`` (``duration`` s long).
 
-    Frame times in the result are relative to ``start``. ``workers`` 0 picks one process per core
-    (up to MAX_LIP_WORKERS) for pictures of PARALLEL_LIPS_MIN_S or more, else one.
-    ``on_progress(done, expected)`` reports frames tracked.
+    Frame times in the result are relative to ``start``. ``workers`` 0 picks one thread per core
+    (up to MAX_LIP_WORKERS) for pictures of PARALLEL_LIPS_MIN_S or more, else one; each thread
+    tracks its own span of the picture with its own landmarker. ``on_progress(done, expected)``
+    reports frames tracked (always from the calling thread).
     """
     stop = start + duration
-    expected = int(round(duration * fps)) if fps else 0
+    rate = TRACK_RATE if fps > TRACK_ALL_MAX_FPS else None  # None: every frame
+    expected = int(round(duration * min(fps, rate or fps))) if fps else 0
     workers = workers or (min(os.cpu_count() or 1, MAX_LIP_WORKERS) if duration >= PARALLEL_LIPS_MIN_S else 1)
     timings: dict[str, float] = {}
+    cpu0 = time.process_time()
 
     t0 = time.perf_counter()
     max_faces = MAX_FACES
-    if duration >= FACE_PROBE_MIN_S:  # the probe costs ~1 s: worth it on longer pictures only
+    if duration >= FACE_PROBE_MIN_S:  # worth it on longer pictures only
         probe_times = np.linspace(start, stop, FACE_PROBES + 2)[1:-1]
-        max_faces = count_faces(_frame_at(picture, t) for t in probe_times) or MAX_FACES
+        max_faces = count_faces(_frame_near(picture, t) for t in probe_times) or MAX_FACES
     timings["face_probe"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    if workers <= 1:
-        progress = (lambda n: on_progress(n, expected)) if on_progress else None
-        runs = [_track_run(picture, start, end, max_faces, on_frame=progress)]
-    else:
-        bounds = [start + k * duration / workers for k in range(workers)] + [end]
-        spans = list(zip(bounds[:-1], bounds[1:], strict=True))
-        runs = _track_parallel(picture, spans, max_faces, on_progress, expected)
+    bounds = [start + k * duration / workers for k in range(workers)] + [end]
+    spans = list(zip(bounds[:-1], bounds[1:], strict=True))
+    runs = _track_spans(picture, spans, max_faces, rate, on_progress, expected)
     timings["decode"] = sum(r.decode_s for r in runs)
     timings["landmarks"] = sum(r.landmarks_s for r in runs)
     timings["lips_wall"] = time.perf_counter() - t0
+    timings["lips_cpu"] = time.process_time() - cpu0
     parts = [replace(r.candidates, times=r.candidates.times - start) for r in runs]
     return PictureTracking(
         track=choose_speaker(parts, audio_energy=audio_energy), timings=timings, workers=len(runs)
     )
 
 
-def _frame_at(picture: str | Path, t: float) -> np.ndarray:
-    """The picture's frame at time ``t`` (s), as rgb."""
-    return next(iter(media.iter_frames(picture, start=t)))[1]
+def _frame_near(picture: str | Path, t: float) -> np.ndarray:
+    """A frame of the picture near time ``t`` (s): the key frame at or before it, as rgb.
+
+    For sampling what is on screen: no frames are decoded beyond the key frame.
+    """
+    return next(iter(media.iter_frames(picture, start=t, from_key_frame=True)))[1]
 
 
 def _track_run(
-    picture: str | Path, start: float, end: float | None, max_faces: int,
+    picture: str | Path, start: float, end: float | None, max_faces: int, rate: float | None = None,
     on_frame: Callable[[int], None] | None = None,
 ) -> TrackedRun:
-    """Track faces over [start, end) s of the picture; frame times stay relative to the file."""
+    """Track faces over [start, end) s of the picture (at most ``rate`` frames a second when
+    given); frame times stay relative to the file."""
     decode_time = 0.0
-    it = media.iter_frames(picture, start=start, end=end)
+    it = media.iter_frames(picture, start=start, end=end, max_rate=rate)
 
     def frames() -> Iterator[tuple[float, np.ndarray]]:
         nonlocal decode_time
@@ -449,40 +460,46 @@ def _track_run(
     return TrackedRun(candidates, decode_time, time.perf_counter() - t0 - decode_time)
 
 
-# A worker process's share of the progress counter. It can only reach a worker through the pool's
-# initializer (a shared Value cannot be pickled into a task), hence a module-level slot.
-_frames_done = None
-
-
-def _init_lips_worker(counter) -> None:
-    global _frames_done
-    _frames_done = counter
-
-
-def _track_run_in_worker(picture: str, start: float, end: float | None, max_faces: int) -> TrackedRun:
-    last = [0]
-
-    def count(n: int) -> None:
-        with _frames_done.get_lock():
-            _frames_done.value += n - last[0]
-        last[0] = n
-
-    return _track_run(picture, start, end, max_faces, on_frame=count)
-
-
-def _track_parallel(
-    picture: str | Path, spans: list[tuple[float, float | None]], max_faces: int,
+def _track_spans(
+    picture: str | Path, spans: list[tuple[float, float | None]], max_faces: int, rate: float | None,
     on_progress: Callable[[int, int], None] | None, expected: int,
 ) -> list[TrackedRun]:
-    """Track each span in its own process (MediaPipe runs one frame at a time per landmarker)."""
-    ctx = multiprocessing.get_context("spawn")  # mediapipe's threads do not survive a fork
-    counter = ctx.Value("i", 0)
-    with ProcessPoolExecutor(len(spans), mp_context=ctx, initializer=_init_lips_worker, initargs=(counter,)) as ex:
-        futures = [ex.submit(_track_run_in_worker, str(picture), a, b, max_faces) for a, b in spans]
-        while not all(f.done() for f in futures):
-            wait(futures, timeout=PROGRESS_POLL_S, return_when=FIRST_EXCEPTION)
-            if on_progress is not None:
-                on_progress(counter.value, expected)
-            if any(f.done() and f.exception() is not None for f in futures):
-                break
-        return [f.result() for f in futures]
+    """Track each span with its own landmarker, one thread each.
+
+    Threads, not processes: MediaPipe, PyAV and OpenCV release the GIL while they work, and a
+    thread costs nothing to start, where each process paid ~2 s of CPU to import mediapipe and
+    the parent's modules again and had to pickle its mouth crops back.
+    """
+    if len(spans) == 1:
+        progress = (lambda n: on_progress(n, expected)) if on_progress else None
+        return [_track_run(picture, *spans[0], max_faces, rate, on_frame=progress)]
+    done = [0] * len(spans)
+    stop = threading.Event()  # set when one span failed or the caller was interrupted
+
+    def run(k: int) -> TrackedRun:
+        def count(n: int) -> None:
+            if stop.is_set():
+                raise _Stopped
+            done[k] = n  # one writer per slot; the caller only sums them
+
+        return _track_run(picture, *spans[k], max_faces, rate, on_frame=count)
+
+    with ThreadPoolExecutor(len(spans), thread_name_prefix="dubalign-lips") as ex:
+        futures = [ex.submit(run, k) for k in range(len(spans))]
+        try:
+            while not all(f.done() for f in futures):
+                wait(futures, timeout=PROGRESS_POLL_S, return_when=FIRST_EXCEPTION)
+                if on_progress is not None:
+                    on_progress(sum(done), expected)
+                if any(f.done() and f.exception() is not None for f in futures):
+                    break
+        finally:
+            stop.set()  # the others stop at their next frame instead of tracking on for nothing
+    for f in futures:
+        if not isinstance(f.exception(), _Stopped | None):
+            raise f.exception()
+    return [f.result() for f in futures]
+
+
+class _Stopped(Exception):
+    """Raised inside a tracking thread to end it early (another span failed)."""

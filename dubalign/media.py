@@ -243,13 +243,16 @@ def analysis_size(width: int, height: int, max_dim: int = MAX_ANALYSIS_DIM) -> t
 
 def iter_frames(
     path: str | os.PathLike, *, start: float = 0.0, end: float | None = None,
-    max_dim: int = MAX_ANALYSIS_DIM,
+    max_dim: int = MAX_ANALYSIS_DIM, from_key_frame: bool = False, max_rate: float | None = None,
 ) -> Iterator[tuple[float, np.ndarray]]:
     """Decode video frames as (time, rgb) with time from the frame's own timestamp.
 
     Times are seconds from the first frame of the file; only frames with start <= time < end are
     yielded. rgb : np.ndarray [shape=(height, width, 3)] uint8, C-contiguous, scaled so that the
-    longer side is at most ``max_dim``.
+    longer side is at most ``max_dim``. With ``from_key_frame``, frames start at the key frame at
+    or before ``start`` instead (nothing is decoded only to be skipped: for sampling a picture).
+    With ``max_rate`` (Hz), only the first frame at or after each tick start + k / max_rate is
+    converted and yielded (every frame is still decoded).
     """
     p = check_readable(path, "picture")
     try:
@@ -260,15 +263,25 @@ def iter_frames(
         if origin is None:
             return
         seek_to = origin + start - SEEK_MARGIN_S if start > SEEK_MIN_S else None
+        skip_before = start  # frames before this are decoded but not yielded
+        if from_key_frame:
+            seek_to, skip_before = (origin + start if start > 0 else None), -np.inf
         frames = _decode_from(p, seek_to, origin)
         first = next(frames, None)
         if first is not None and seek_to is not None and first[0] > start + 1e-6:
-            frames, first = _decode_from(p, None, origin), None  # the seek landed late (MPEG-PS)
+            # the seek landed late (MPEG-PS): decode from the file's start
+            frames, first, skip_before = _decode_from(p, None, origin), None, start
+        last_tick = None
         for t, frame in itertools.chain([first] if first is not None else [], frames):
-            if t < start - 1e-6:
+            if t < skip_before - 1e-6:
                 continue
             if end is not None and t >= end - 1e-6:
                 break
+            if max_rate is not None:
+                tick = int(np.floor((t - start) * max_rate + 1e-3))  # 1e-3: times a hair early
+                if tick == last_tick:
+                    continue
+                last_tick = tick
             w, h = analysis_size(frame.width, frame.height, max_dim)
             yield t, np.ascontiguousarray(frame.to_ndarray(format="rgb24", width=w, height=h))
     except MediaError:

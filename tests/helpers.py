@@ -59,7 +59,7 @@ def grid_audio(name: str = GRID_CLIP) -> tuple[np.ndarray, int]:
 @functools.lru_cache(maxsize=4)
 def grid_analysis(name: str = GRID_CLIP):
     """``analyze_picture`` of a bundled GRID clip, computed once per test process."""
-    from dubalign.align import AlignConfig, analyze_picture
+    from dubalign.pipeline import AlignConfig, analyze_picture
 
     return analyze_picture(grid_clip(name), AlignConfig())
 

@@ -113,14 +113,15 @@ def test_choose_speaker_without_faces_raises():
         choose_speaker([FaceCandidates(times=np.zeros(0), faces=[])])
 
 
-def test_parallel_runs_match_a_single_run(track):
-    """Tracking two halves in two processes gives the same lips as one pass (picture from the file)."""
+def test_parallel_runs_match_a_single_run():
+    """Tracking two halves in two threads gives the same lips as one pass (picture from the file)."""
     from helpers import grid_clip
 
     from dubalign.lips import track_picture
     from dubalign.media import probe_picture
 
     info = probe_picture(grid_clip())
+    track = track_picture(grid_clip(), duration=info.duration, fps=info.fps, workers=1).track
     split = track_picture(grid_clip(), duration=info.duration, fps=info.fps, workers=2)
     assert split.workers == 2
     np.testing.assert_allclose(split.track.times, track.times, atol=1e-9)
@@ -148,3 +149,42 @@ def test_mouth_activity_is_high_in_words_and_low_in_the_leading_silence(track):
     assert act[lead].mean() < 0.15
     blank = dataclasses.replace(track, present=np.zeros(track.n_frames, bool))
     assert (mouth_activity(blank) == 0).all()
+
+
+def test_fast_pictures_are_tracked_at_the_lip_model_rate(tmp_path, monkeypatch):
+    """A 50 fps picture (each frame of a 25 fps clip shown twice) is tracked on one frame per
+    1 / TRACK_RATE s, and those frames' lips match tracking every frame."""
+    import av
+    from helpers import grid_clip
+
+    from dubalign import lips
+    from dubalign.model import VIDEO_RATE
+
+    assert lips.TRACK_RATE == VIDEO_RATE
+    path = tmp_path / "fast.mp4"
+    with av.open(str(grid_clip())) as inp, av.open(str(path), "w") as out:
+        vin = inp.streams.video[0]
+        vout = out.add_stream("libx264", rate=50)
+        vout.width, vout.height, vout.pix_fmt = vin.codec_context.width, vin.codec_context.height, "yuv420p"
+        i = 0
+        for frame in inp.decode(vin):
+            img = frame.to_ndarray(format="rgb24")
+            for _ in range(2):
+                f = av.VideoFrame.from_ndarray(img, format="rgb24")
+                f.pts = i
+                i += 1
+                for p in vout.encode(f):
+                    out.mux(p)
+        for p in vout.encode():
+            out.mux(p)
+    capped = lips.track_picture(path, duration=3.0, fps=50.0, workers=1)
+    assert capped.track.n_frames == 75
+    np.testing.assert_allclose(np.diff(capped.track.times), 1 / lips.TRACK_RATE, atol=1e-3)
+    monkeypatch.setattr(lips, "TRACK_ALL_MAX_FPS", np.inf)
+    every = lips.track_picture(path, duration=3.0, fps=50.0, workers=1).track
+    assert every.n_frames == 150
+    same = np.searchsorted(every.times, capped.track.times)
+    np.testing.assert_allclose(every.times[same], capped.track.times, atol=1e-6)
+    both = every.present[same] & capped.track.present
+    assert both.mean() > 0.9
+    np.testing.assert_allclose(capped.track.lips[both], every.lips[same][both], atol=0.05)
