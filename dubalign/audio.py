@@ -5,9 +5,12 @@ Frame i of every feature here is centred on time i / FEATURE_RATE seconds.
 
 from __future__ import annotations
 
-import librosa
+import functools
+
 import numpy as np
+import scipy.signal
 import scipy.special
+import soxr
 
 from .units import ANALYSIS_SR, FEATURE_RATE, MEL_HOP, MEL_NFFT, MEL_WIN, N_MELS
 
@@ -84,20 +87,67 @@ def to_analysis(samples: np.ndarray, sr: int) -> np.ndarray:
     """
     y = np.asarray(analysis_mix(samples), dtype=np.float32)
     if sr != ANALYSIS_SR:
-        y = librosa.resample(y, orig_sr=sr, target_sr=ANALYSIS_SR, res_type="soxr_hq")
+        y = soxr.resample(y, sr, ANALYSIS_SR, quality="HQ")
     return y.astype(np.float32)
 
 
 def log_mel(y: np.ndarray) -> np.ndarray:
     """Log-mel frames of mono audio at ANALYSIS_SR.
 
+    The same numbers as ``librosa.feature.melspectrogram`` (centred frames, zero padding, a
+    periodic Hann window of MEL_WIN samples in MEL_NFFT, power 2, Slaney mel filters), in numpy:
+    librosa's STFT compiles numba code on its first call, half a minute on a fresh install.
+
     Returns np.ndarray [shape=(n_frames, N_MELS)] float32, n_frames = len(y) // MEL_HOP + 1.
     """
-    m = librosa.feature.melspectrogram(
-        y=y, sr=ANALYSIS_SR, n_fft=MEL_NFFT, win_length=MEL_WIN, hop_length=MEL_HOP,
-        n_mels=N_MELS, fmin=MEL_FMIN, fmax=MEL_FMAX, center=True, power=2.0,
-    )
-    return np.log(m + LOG_FLOOR).T.astype(np.float32)
+    frames = _frames(np.asarray(y, dtype=np.float32), MEL_NFFT, MEL_HOP)
+    spectrum = np.fft.rfft(frames * _window(), axis=1)
+    power = spectrum.real**2 + spectrum.imag**2
+    return np.log(power.astype(np.float32) @ _mel_filters().T + LOG_FLOOR).astype(np.float32)
+
+
+def _frames(y: np.ndarray, length: int, hop: int) -> np.ndarray:
+    """Frames of ``length`` samples every ``hop``, frame i centred on sample i * hop (zero padded).
+
+    Returns a read-only view [shape=(len(y) // hop + 1, length)].
+    """
+    padded = np.pad(y, length // 2)
+    return np.lib.stride_tricks.sliding_window_view(padded, length)[::hop][: len(y) // hop + 1]
+
+
+@functools.lru_cache(maxsize=1)
+def _window() -> np.ndarray:
+    """A periodic Hann window of MEL_WIN samples centred in MEL_NFFT (as librosa pads it)."""
+    win = scipy.signal.get_window("hann", MEL_WIN, fftbins=True)
+    left = (MEL_NFFT - MEL_WIN) // 2
+    return np.pad(win, (left, MEL_NFFT - MEL_WIN - left)).astype(np.float32)
+
+
+def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale: linear below 1 kHz, logarithmic above."""
+    hz = np.asarray(hz, dtype=np.float64)
+    linear = hz / (200.0 / 3)
+    log_part = 15.0 + np.log(np.maximum(hz, 1e-10) / 1000.0) / (np.log(6.4) / 27.0)
+    return np.where(hz >= 1000.0, log_part, linear)
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    mel = np.asarray(mel, dtype=np.float64)
+    return np.where(mel >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel - 15.0)), mel * (200.0 / 3))
+
+
+@functools.lru_cache(maxsize=1)
+def _mel_filters() -> np.ndarray:
+    """Slaney-normalised triangular mel filters [shape=(N_MELS, MEL_NFFT // 2 + 1)] float32."""
+    fft_hz = np.fft.rfftfreq(MEL_NFFT, 1.0 / ANALYSIS_SR)
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(MEL_FMIN), _hz_to_mel(MEL_FMAX), N_MELS + 2))
+    widths = np.diff(edges)
+    ramps = edges[:, None] - fft_hz[None, :]
+    rising = -ramps[:-2] / widths[:-1, None]
+    falling = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(rising, falling))
+    weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]  # equal area per filter (Slaney)
+    return weights.astype(np.float32)
 
 
 def normalize_mel(mel: np.ndarray) -> np.ndarray:
@@ -112,7 +162,8 @@ def normalize_mel(mel: np.ndarray) -> np.ndarray:
 
 def frame_energy_db(y: np.ndarray) -> np.ndarray:
     """RMS energy in dB per feature frame. Returns [shape=(n_frames,)] with n_frames as log_mel."""
-    rms = librosa.feature.rms(y=y, frame_length=MEL_WIN, hop_length=MEL_HOP, center=True)[0]
+    frames = _frames(np.asarray(y, dtype=np.float32), MEL_WIN, MEL_HOP)
+    rms = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1))
     return (20.0 * np.log10(rms + 1e-9)).astype(np.float32)
 
 

@@ -111,3 +111,20 @@ def test_analysis_mix_falls_back_to_the_loudest_channel_when_polarity_cannot_hel
     c = np.stack([3 * x, 0.1 * x + 2.9 * y, 0.1 * x - 2.9 * y], axis=1)
     assert np.mean(c.mean(axis=1) ** 2) < 0.5 * np.mean(c**2) / 3  # the mean loses the energy
     np.testing.assert_array_equal(analysis_mix(c), c[:, 0])
+
+
+def test_log_mel_and_energy_match_librosa(rng):
+    # log_mel is librosa's melspectrogram re-done in numpy (librosa compiles numba code on first use)
+    librosa = pytest.importorskip("librosa")
+    from dubalign.audio import frame_energy_db, log_mel
+    from dubalign.units import ANALYSIS_SR, MEL_HOP, MEL_NFFT, MEL_WIN, N_MELS
+
+    for n in (ANALYSIS_SR, ANALYSIS_SR + 77, MEL_NFFT + 1):
+        y = (0.1 * rng.standard_normal(n)).astype(np.float32)
+        ref = librosa.feature.melspectrogram(
+            y=y, sr=ANALYSIS_SR, n_fft=MEL_NFFT, win_length=MEL_WIN, hop_length=MEL_HOP, n_mels=N_MELS,
+            fmin=60.0, fmax=7600.0, center=True, power=2.0,
+        )
+        np.testing.assert_allclose(log_mel(y), np.log(ref + 1e-6).T, atol=1e-4)
+        rms = librosa.feature.rms(y=y, frame_length=MEL_WIN, hop_length=MEL_HOP, center=True)[0]
+        np.testing.assert_allclose(frame_energy_db(y), 20 * np.log10(rms + 1e-9), atol=1e-4)
