@@ -18,6 +18,7 @@ from .console import OneLineErrors, alignment_options, fail, mute_native_stderr,
 from .cuelist import parse_protect, parse_sync_points
 from .errors import DubalignError, ParameterError
 from .files import check_distinct
+from .path import kernels_compiled
 from .pipeline import AlignConfig, Progress, align
 
 
@@ -68,6 +69,9 @@ def main() -> None:
 @click.option("--protect", multiple=True, metavar="START-END",
               help="Play this span of the dub (seconds) at its own speed: moved, never stretched "
                    "(a laugh, a breath, a musical phrase); repeatable.")
+@click.option("--adapt-from", type=click.Path(dir_okay=False), default=None, metavar="PICTURE",
+              help="Adapt the lip model first to the face and clean, in-sync sound of another picture of "
+                   "the same speaker (another shot of the reel): for lines whose own sound is unusable.")
 @click.option("--report", type=click.Path(dir_okay=False), default=None,
               help="Write a JSON report (summary, time map, confidence, warnings, timings).")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
@@ -79,7 +83,7 @@ def main() -> None:
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT (and REPORT, PLOT, PREVIEW) if they exist.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
 def align_command(picture, dub, output, guide, max_shift, model, renderer, tightness, min_stretch, max_stretch,
-                  sync_points, protect, report, plot, preview, preview_guide, overwrite, quiet):
+                  sync_points, protect, adapt_from, report, plot, preview, preview_guide, overwrite, quiet):
     """Align DUB (WAV/BWF/FLAC/AIFF) to the lips in PICTURE and write OUTPUT.
 
     OUTPUT and REPORT are written together or not at all; inputs are never changed. Errors are one
@@ -91,7 +95,7 @@ def align_command(picture, dub, output, guide, max_shift, model, renderer, tight
             guide=guide, max_shift=max_shift, model=model, renderer=renderer, tightness=tightness,
             min_stretch=min_stretch, max_stretch=max_stretch,
             sync_points=_seconds_only(parse_sync_points(" ".join(sync_points))),
-            protect=parse_protect(" ".join(protect)),
+            protect=parse_protect(" ".join(protect)), adapt_from=adapt_from,
         )
         config.check()
         # before the existence test: "pass --overwrite" is wrong advice when the output is an input
@@ -101,6 +105,8 @@ def align_command(picture, dub, output, guide, max_shift, model, renderer, tight
     for path in filter(None, outputs.values()):
         if Path(path).exists() and not overwrite:
             fail(f"{path} already exists: choose another name or pass --overwrite")
+    if not quiet and not kernels_compiled():
+        click.echo("dubalign: first run on this machine: compiling the path solver (a few seconds, once)", err=True)
     bars = _ProgressBars(enabled=not quiet and sys.stderr.isatty())
     started = time.perf_counter()
     try:

@@ -68,6 +68,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -618,6 +619,16 @@ def _check_range(name: str, cols) -> tuple[int, int]:
 
 def _unreachable(what: str) -> AlignmentError:
     return AlignmentError(f"no path satisfies the constraints: {what}; {_STRETCH_HINT}")
+
+
+def kernels_compiled() -> bool:
+    """Whether the numba kernels are in numba's on-disk cache (False on a fresh install, where the
+    first solve compiles them for this machine: several seconds, once)."""
+    kernels = (_forward, _sweep_across, _backtrace)
+    try:
+        return all(Path(k._cache._cache_file._index_path).is_file() for k in kernels)
+    except AttributeError:  # another numba's internals: assume compiled rather than cry wolf
+        return True
 
 
 def solve_path(

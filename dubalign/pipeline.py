@@ -18,12 +18,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import media
 from .audio import frame_energy_db, log_mel, speech_activity, to_analysis
-from .errors import AlignmentError, DubalignError, ParameterError
+from .errors import AlignmentError, DubalignError, MediaError, ParameterError
 from .files import atomic_output, atomic_outputs, check_distinct, check_writable, write_json_to
 from .lips import LipTrack, track_picture
 from .path import (
@@ -40,6 +41,9 @@ from .render import render
 from .sync import SyncFeatures, guide_agreement, guide_weight, sync_features
 from .timemap import TimeMap, anchored_shift, path_to_timemap
 from .units import FEATURE_RATE, PATH_RATE, frames_to_seconds
+
+if TYPE_CHECKING:
+    from .model import LipSyncModel
 
 Hook = Callable[[str, object], None]
 
@@ -107,6 +111,10 @@ class AlignConfig:
     # samples are copied unchanged); with sync points, only the take's pauses give way between
     # them (its words too, if the pauses cannot). The map is that blend, tightness : 1 - tightness.
     tightness: float = 1.0
+    # Another picture of the same speaker whose own sound is clean and in sync (another shot of the
+    # reel, a wild line recorded on set): the lip model is adapted to this face and voice on it
+    # before aligning (--adapt-from). None: the shipped model as it is.
+    adapt_from: str | None = None
 
     def check(self) -> None:
         if self.guide not in GUIDE_MODES:
@@ -152,6 +160,8 @@ class AlignConfig:
             )
         if self.workers < 0:
             raise ParameterError(f"workers must be 0 (automatic) or more, not {self.workers}")
+        if self.adapt_from is not None and not Path(self.adapt_from).is_file():
+            raise ParameterError(f"--adapt-from: no picture at {self.adapt_from}")
         if self.renderer not in ("auto", "rubberband", "vocoder"):
             raise ParameterError(f"renderer must be 'auto', 'rubberband' or 'vocoder', not {self.renderer!r}")
 
@@ -242,6 +252,7 @@ class AlignmentResult:
     speech_span: tuple[float, float]
     timings: dict
     warnings: list[str]
+    adaptation: dict | None = None  # what adapting the lip model did (AdaptationReport.to_json), if asked
 
     def summary(self) -> dict:
         """What was done, for a person: where the line sits on the picture, shift, stretch, trust."""
@@ -292,6 +303,7 @@ class AlignmentResult:
             "speech_span_s": [round(t, 4) for t in self.speech_span],
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
             "warnings": list(self.warnings),
+            "adaptation": self.adaptation,
             "time_map": report_map(self.timemap),
         }
 
@@ -340,6 +352,30 @@ def load_lip_model(name: str = SHIPPED_MODEL):
     from .model import load_model  # imports torch, which is slow: only once a model is wanted
 
     return load_model(None if name == SHIPPED_MODEL else name)
+
+
+@functools.lru_cache(maxsize=2)
+def adapted_lip_model(name: str, picture: str) -> tuple[LipSyncModel, dict]:
+    """The lip model ``name`` adapted to the face and in-sync sound of ``picture`` (see adapt.py),
+    once per process: every take aligned against that speaker reuses it.
+
+    Returns (the model, the adaptation's report as JSON). The model is the unadapted one when the
+    picture has no sound, too little speech, or the adaptation did not beat it on held-out speech.
+    """
+    from .adapt import adapt_model
+
+    base = load_lip_model(name)
+    source = analyze_picture(picture)
+    if source.audio is None:
+        raise MediaError(f"--adapt-from: {picture} has no audio track to adapt the lip model on")
+    model, report = adapt_model(base, source.track, source.audio)
+    return model, {"picture": str(picture), **report.to_json()}
+
+
+def _adaptation_warnings(adaptation: dict | None, config: AlignConfig) -> list[str]:
+    if adaptation is None or adaptation["kept"]:
+        return []
+    return [f"the lip model was not adapted to {config.adapt_from}: {adaptation['reason']}"]
 
 
 def analyze_picture(
@@ -449,6 +485,10 @@ def align_dub(
 
     with _timed(timings, "model_load"):
         model = load_lip_model(config.model)
+    adaptation = None
+    if config.adapt_from is not None:
+        with _timed(timings, "adapt"):
+            model, adaptation = adapted_lip_model(config.model, config.adapt_from)
     use_guide = config.guide != "off" and picture.audio is not None
     slip = None
     if use_guide and config.guide == "auto":
@@ -480,7 +520,9 @@ def align_dub(
         face=_describe_face(picture.track), guide_weight=placement.features.guide_weight,
         stretch_range=(float(stretch.min()), float(stretch.max())), speech_span=_speech_span(feats),
         timings=timings,
-        warnings=[*dub.warnings, *assess(picture, placement.features, stretch, overall, config, use_guide, slip)],
+        warnings=[*dub.warnings, *assess(picture, placement.features, stretch, overall, config, use_guide, slip),
+                  *_adaptation_warnings(adaptation, config)],
+        adaptation=adaptation,
     )
     hook("result", result)
     return result

@@ -402,3 +402,38 @@ def test_picture_audio_out_of_sync_with_its_lips_is_not_a_guide(analysis, dub_pa
 def test_picture_audio_in_sync_is_kept_as_a_guide(guided):
     assert guided.guide_weight == 1.0
     assert not any("against its lips" in w for w in guided.warnings)
+
+
+def test_adapt_from_another_shot_of_the_speaker(analysis, dub_path):
+    # the line's picture is mute; another take of the same speaker has clean, in-sync sound
+    mute = dataclasses.replace(analysis, audio=None)
+    base_model = align_module.load_lip_model("shipped")
+    before = {k: v.clone() for k, v in base_model.encoder.state_dict().items()}
+    res = align_dub(mute, dub_path, AlignConfig(guide="auto", adapt_from=str(grid_clip("bbas3a"))))
+    report = res.to_json()["adaptation"]
+    assert report["picture"].endswith("bbas3a.mkv") and isinstance(report["kept"], bool)
+    assert "adapt" in res.timings
+    # a 3 s GRID take holds too little speech to adapt on (tests/test_adapt.py adapts on more):
+    # the report and a warning say so, and the line is aligned with the shipped model
+    not_adapted = [w for w in res.warnings if "lip model was not adapted" in w]
+    assert bool(not_adapted) == (not report["kept"])
+    assert report["kept"] or report["reason"] in not_adapted[0]
+    # the shipped model itself is never changed
+    after = base_model.encoder.state_dict()
+    assert all(torch_equal(before[k], after[k]) for k in before)
+
+
+def test_adapt_from_a_picture_without_sound_is_refused(analysis, dub_path, tmp_path):
+    from fractions import Fraction
+
+    from helpers import reencode
+
+    silent = reencode(grid_clip(), tmp_path / "silent.mkv", Fraction(25))  # video only
+    with pytest.raises(MediaError, match="no audio track to adapt"):
+        align_dub(analysis, dub_path, AlignConfig(adapt_from=str(silent)))
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
