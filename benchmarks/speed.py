@@ -29,7 +29,9 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
-import soundfile as sf
+
+from dubalign.files import atomic_output
+from dubalign.media import write_audio
 
 SPEED_SIZE = (1280, 720)  # px of the speed picture
 SPEED_FPS = 30  # frames per second of the speed picture
@@ -75,8 +77,7 @@ def make_speed_picture(
         audio.append(y[: int(round(dur * PICTURE_AUDIO_SR))])
         total += dur
     y = np.concatenate(audio)
-    tmp = folder / f".{picture.name}.part.mp4"
-    with av.open(str(tmp), "w") as out:
+    with atomic_output(picture) as tmp, av.open(str(tmp), "w", format="mp4") as out:
         vs = out.add_stream("libx264", rate=fps)
         vs.width, vs.height, vs.pix_fmt = size[0], size[1], "yuv420p"
         vs.options = {"crf": "20", "preset": "fast"}
@@ -101,9 +102,8 @@ def make_speed_picture(
                 out.mux(packet)
         for packet in aus.encode():
             out.mux(packet)
-    os.replace(tmp, picture)
     lead = np.zeros(int(DUB_DELAY_S * DUB_SR), np.float32)
-    sf.write(str(dub), np.concatenate([lead, y]), DUB_SR, subtype="PCM_24")
+    write_audio(dub, np.concatenate([lead, y])[:, None], DUB_SR, subtype="PCM_24")
     return picture, dub
 
 

@@ -99,7 +99,8 @@ def align_command(picture, dub, output, guide, max_shift, model, renderer, tight
         )
         config.check()
         # before the existence test: "pass --overwrite" is wrong advice when the output is an input
-        check_distinct(outputs, {"picture": picture, "dub": dub})
+        inputs = {"picture": picture, "dub": dub, **({"--adapt-from picture": adapt_from} if adapt_from else {})}
+        check_distinct(outputs, inputs)
     except DubalignError as e:
         fail(str(e))
     for path in filter(None, outputs.values()):

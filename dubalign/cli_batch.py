@@ -175,12 +175,15 @@ def batch(cues, picture, out_dir, jobs, resume, overwrite, fps, reel_start, colu
     out = Path(out_dir) if out_dir else Path(cues).resolve().parent / "aligned"
     if resume and overwrite:
         _fail("--resume and --overwrite contradict each other: pick one")
+    if out.is_dir() and any(out.iterdir()) and not (out / SUMMARY_JSON).exists() and not overwrite:
+        _fail(f"{out} is not empty and holds no earlier dubalign run: choose an empty or new folder, "
+              "or pass --overwrite to write into it")
     if (out / SUMMARY_JSON).exists() and not (resume or overwrite):
         _fail(f"{out} holds an earlier run: pass --resume to continue it or --overwrite to redo it")
     try:
         config = BatchConfig(
             cues=Path(cues), out_dir=out,
-            # several cues at once already use the cores: each tracks its lips in one process
+            # several cues at once already use the cores: each tracks its lips in one thread
             align=AlignConfig(guide=guide, max_shift=max_shift, model=model, renderer=renderer,
                               tightness=tightness, min_stretch=min_stretch, max_stretch=max_stretch,
                               workers=1 if jobs > 1 else 0),

@@ -108,9 +108,10 @@ def alignment_options(command):
                           "take's own timing: 0.5 makes every speed change half as large, 0 slides the whole "
                           "take unstretched to its best place."),
         click.option("--min-stretch", type=float, default=AlignConfig.min_stretch, show_default="0.67",
-                     help="Slowest local rate inside words (picture time per dub time)."),
+                     help="Smallest stretch inside words (picture time per dub time): the fastest the dub "
+                          "may be played."),
         click.option("--max-stretch", type=float, default=AlignConfig.max_stretch, show_default=True,
-                     help="Fastest local rate inside words."),
+                     help="Largest stretch inside words: the slowest the dub may be played."),
     ]):
         command = option(command)
     return command

@@ -49,8 +49,6 @@ def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
         raise ParameterError(f"the {what} folder {folder} does not exist: create it first")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ParameterError(f"cannot write the {what} in {folder}: the folder is read-only")
-    if out.exists() and not os.access(out, os.W_OK) and not os.access(folder, os.W_OK):
-        raise ParameterError(f"cannot replace the {what} {path}: it is read-only")
     return out
 
 
@@ -106,10 +104,11 @@ def atomic_outputs(*paths: str | os.PathLike) -> Iterator[list[Path]]:
 def _land_together(temps: list[Path], finals: list[Path]) -> None:
     """Rename each temp over its final name; if one rename fails, undo the ones done.
 
-    A final that already exists (``--overwrite``) is kept aside under a hard link first, so that
-    undoing puts the old file back rather than leaving no file at all.
+    A final that already exists (``--overwrite``) is kept aside first (a hard link, or moved where
+    the file system has none), so that undoing puts the old file back rather than leaving none.
     """
-    kept: dict[Path, Path] = {}
+    kept: dict[Path, Path] = {}  # final -> the old file kept aside
+    moved: set[Path] = set()  # finals whose old file was moved aside (no hard links), not linked
     landed: list[Path] = []
     try:
         for final in finals:
@@ -118,18 +117,20 @@ def _land_together(temps: list[Path], finals: list[Path]) -> None:
                 aside.unlink()
                 try:
                     os.link(final, aside)
-                except OSError:  # no hard links on this file system: overwrite without a net
-                    continue
+                except OSError:  # no hard links on this file system: move it aside instead
+                    os.replace(final, aside)
+                    moved.add(final)
                 kept[final] = aside
         for tmp, final in zip(temps, finals, strict=True):
             os.replace(tmp, final)
             landed.append(final)
     except BaseException:
-        for final in landed:
-            if final in kept:
-                os.replace(kept.pop(final), final)
-            else:
-                final.unlink(missing_ok=True)
+        for final in finals:
+            with contextlib.suppress(OSError):  # put back what can be put back, whatever fails
+                if final in kept and (final in landed or final in moved):
+                    os.replace(kept.pop(final), final)
+                elif final in landed:
+                    final.unlink()
         raise
     finally:
         for aside in kept.values():

@@ -409,7 +409,8 @@ def track_picture(
     max_faces = MAX_FACES
     if duration >= FACE_PROBE_MIN_S:  # worth it on longer pictures only
         probe_times = np.linspace(start, stop, FACE_PROBES + 2)[1:-1]
-        max_faces = count_faces(_frame_near(picture, t) for t in probe_times) or MAX_FACES
+        frames = (_frame_near(picture, t) for t in probe_times)
+        max_faces = count_faces(f for f in frames if f is not None) or MAX_FACES
     timings["face_probe"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -426,12 +427,12 @@ def track_picture(
     )
 
 
-def _frame_near(picture: str | Path, t: float) -> np.ndarray:
-    """A frame of the picture near time ``t`` (s): the key frame at or before it, as rgb.
-
-    For sampling what is on screen: no frames are decoded beyond the key frame.
+def _frame_near(picture: str | Path, t: float) -> np.ndarray | None:
+    """A frame of the picture near time ``t`` (s): the key frame at or before it, as rgb (None
+    when there is none). For sampling what is on screen: nothing is decoded beyond the key frame.
     """
-    return next(iter(media.iter_frames(picture, start=t, from_key_frame=True)))[1]
+    frame = next(iter(media.iter_frames(picture, start=t, from_key_frame=True)), None)
+    return None if frame is None else frame[1]
 
 
 def _track_run(

@@ -66,6 +66,7 @@ GUIDE_MODES = ("auto", "always", "off")  # see AlignConfig.guide
 # 0.62 to 0.73, while slipped clean sound measures 0.98 or more.
 GUIDE_SLIP_S = 0.25
 GUIDE_SLIP_CONFIDENCE = 0.9
+GUIDE_SLIP_MAX_SEARCH_S = 5.0  # s: the largest offset `check` searches
 WAV_SUFFIXES = (".wav", ".wave", ".bwf")  # output names dubalign accepts: it writes WAV audio
 REPORT_MAP_TOLERANCE_S = 1e-4  # the report's time map: knots to 0.1 ms, straight runs merged
 REPORT_STRETCH_DELTA = 0.05  # the report names regions stretched more than 5 % either way...
@@ -90,11 +91,13 @@ class AlignConfig:
     # its own lips or does not follow the dub; "always": fuse it whatever it looks like; "off": lips only
     guide: str = "auto"
     max_shift: float = 1.5  # s: how far the dub's start may move against the picture's start
-    min_stretch: float = 2 / 3  # slowest local rate (picture time per dub time) the map may use
-    max_stretch: float = 1.5  # fastest local rate the map may use
+    # Stretch = picture time per dub time inside words: the smallest is the fastest the dub may be
+    # played (2/3: 1.5x speed), the largest the slowest (1.5: played at 2/3 speed)
+    min_stretch: float = 2 / 3
+    max_stretch: float = 1.5
     model: str = "shipped"  # the lip model: "shipped" (models/lipsync.pt) or a checkpoint path
     renderer: str = "auto"  # "auto", "rubberband" or "vocoder"
-    workers: int = 0  # processes tracking lips at once; 0: one per core for long pictures, else 1
+    workers: int = 0  # threads tracking lips at once; 0: automatic (lips.track_picture)
     # (dub s, picture s) points the dub must pass through: an editor's fix for a moment placed
     # wrong (--sync-point DUB_S=PIC_S; picture s from the picture's (region's) start). Any order,
     # SYNC_POINT_MIN_GAP_S apart; each is held exactly (within SYNC_POINT_TOLERANCE_S, or the
@@ -360,12 +363,16 @@ def adapted_lip_model(name: str, picture: str) -> tuple[LipSyncModel, dict]:
     once per process: every take aligned against that speaker reuses it.
 
     Returns (the model, the adaptation's report as JSON). The model is the unadapted one when the
-    picture has no sound, too little speech, or the adaptation did not beat it on held-out speech.
+    picture has too little speech, or the adaptation did not beat it on held-out speech; a picture
+    without sound, or without a face, is an error naming it.
     """
     from .adapt import adapt_model
 
     base = load_lip_model(name)
-    source = analyze_picture(picture)
+    try:
+        source = analyze_picture(picture)
+    except DubalignError as e:
+        raise type(e)(f"--adapt-from {picture}: {e}") from None
     if source.audio is None:
         raise MediaError(f"--adapt-from: {picture} has no audio track to adapt the lip model on")
     model, report = adapt_model(base, source.track, source.audio)
@@ -504,6 +511,7 @@ def align_dub(
 
     with _timed(timings, "path"):
         placement = place_dub(sync, feats, picture.audio, config, hook=hook)
+    hook("placement", placement)  # the costs as finally weighted, with the path through them
     hook("path", placement.path)
     hook("time_map", placement.timemap)
 
@@ -594,7 +602,10 @@ def align(
     names of the wrong kind.
     """
     outputs = {"output": output, "report": report, "plot": plot, "preview": preview}
-    check_distinct(outputs, {"picture": picture, "dub": dub})
+    inputs = {"picture": picture, "dub": dub}
+    if config.adapt_from is not None:
+        inputs["--adapt-from picture"] = config.adapt_from
+    check_distinct(outputs, inputs)
     if Path(output).suffix.lower() not in WAV_SUFFIXES:
         raise ParameterError(f"the output {output} must be a WAV file (.wav or .bwf): dubalign writes WAV audio")
     if plot is not None and Path(plot).suffix.lower() != ".png":
@@ -609,11 +620,13 @@ def align(
     load_lip_model(config.model)
     info = media.probe_picture(picture)
     _check_fits(dub_audio, info.duration, config)
+    if config.adapt_from is not None and not media.probe_picture(config.adapt_from).has_audio:
+        raise MediaError(f"--adapt-from: {config.adapt_from} has no audio track to adapt the lip model on")
     analysis = analyze_picture(picture, config, hook=hook)
     seen: dict[str, object] = {}
 
     def keep(stage: str, value: object) -> None:  # what the plot draws
-        if stage in ("sync_features", "path"):
+        if stage == "placement":
             seen[stage] = value
         if hook is not None:
             hook(stage, value)
@@ -626,10 +639,13 @@ def align(
         if plot is not None:
             from .plot import plot_alignment  # matplotlib loads only when a plot is asked for
 
-            plot_alignment(tmp[plot], seen["sync_features"], seen["path"], result,
+            placement = seen["placement"]
+            plot_alignment(tmp[plot], placement.features, placement.path, result,
                            stretch_limits=(config.min_stretch, config.max_stretch))
         if preview is not None:
             guide = media.read_picture_audio(picture, sr=result.sr) if preview_guide else None
+            if preview_guide and guide is None:
+                result.warnings.append("--preview-guide: the picture has no audio track; the preview has the dub only")
             write_preview(picture, result.audio, result.sr, tmp[preview], container=container,
                           guide=guide, guide_sr=result.sr if guide is not None else None)
         if report is not None:
@@ -910,7 +926,8 @@ def guide_slip(picture: PictureAnalysis, model, config: AlignConfig) -> float | 
     from .check import check_sync
 
     try:
-        measured = check_sync(picture, model=model, max_offset_s=max(config.max_shift, 2 * GUIDE_SLIP_S))
+        search = min(max(config.max_shift, 2 * GUIDE_SLIP_S), GUIDE_SLIP_MAX_SEARCH_S)
+        measured = check_sync(picture, model=model, max_offset_s=search)
     except DubalignError:  # too little speech with a face to measure: nothing to say
         return None
     if measured.offset_s is None or measured.confidence < GUIDE_SLIP_CONFIDENCE:

@@ -102,7 +102,7 @@ def rank_takes(results: dict[str, AlignmentResult]) -> list[str]:
 def analysis_key(picture: str, start: float | None, end: float | None, config: AlignConfig) -> str:
     """Cache key of a picture analysis: the file as it is on disk, the region, and the one
     setting :func:`~dubalign.pipeline.analyze_picture` reads (``workers``: how the lips are split
-    between processes). The aligner's other settings (shift, stretch, model, renderer) act after
+    between threads). The aligner's other settings (shift, stretch, model, renderer) act after
     the analysis, so changing them reuses it."""
     st = os.stat(picture)
     payload = {
@@ -171,7 +171,7 @@ def run_cue(job: CueJob, config: AlignConfig, cache_dir: Path) -> CueOutcome:
         seen = drawn[t.take] = {}
 
         def keep(stage: str, value: object, seen: dict = seen) -> None:
-            if stage in ("sync_features", "path"):
+            if stage == "placement":
                 seen[stage] = value
 
         try:
@@ -228,7 +228,8 @@ def _write_take(job: CueJob, t: TakeJob, res: AlignmentResult, config: AlignConf
             from .plot import plot_alignment  # matplotlib loads only when a plot is asked for
 
             # the axis reads the picture's timecode: time 0 of the take is the region start
-            plot_alignment(tmp[t.plot], drawn["sync_features"], drawn["path"], res, rate=job.fps,
+            placement = drawn["placement"]
+            plot_alignment(tmp[t.plot], placement.features, placement.path, res, rate=job.fps,
                            origin_s=job.origin_s, stretch_limits=(config.min_stretch, config.max_stretch))
         if t.preview is not None:
             start = job.start or 0.0

@@ -54,6 +54,7 @@ def process(job: tuple[str, str]) -> str | None:
     src, dst = job
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from dubalign.audio import log_mel
+    from dubalign.files import atomic_output
     from dubalign.lips import track_lips
     from dubalign.media import iter_frames, read_picture_audio
 
@@ -63,12 +64,11 @@ def process(job: tuple[str, str]) -> str | None:
             return f"{src}: no audio track, skipped"
         track = track_lips(iter_frames(src))
         mel = log_mel(y)
-        tmp = dst + ".part.npz"
-        np.savez_compressed(
-            tmp, times=track.times, present=track.present, lips=track.lips,
-            blendshapes=track.blendshapes, crops=track.crops, mel=mel,
-        )
-        os.replace(tmp, dst)
+        with atomic_output(dst) as tmp, open(tmp, "wb") as f:
+            np.savez_compressed(
+                f, times=track.times, present=track.present, lips=track.lips,
+                blendshapes=track.blendshapes, crops=track.crops, mel=mel,
+            )
     except Exception as e:  # one bad clip must not stop a long run
         return f"{src}: {type(e).__name__}: {e}\n{traceback.format_exc(limit=2)}"
     return None

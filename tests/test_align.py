@@ -35,8 +35,8 @@ REPO = Path(__file__).resolve().parent.parent
 OFFSET = 0.3  # s: the dub plays its speech this much later than the picture
 TOLERANCE = 0.040  # s: the offset must be recovered within this (one GRID frame)
 REPORT_KEYS = {
-    "summary", "speech_span_s", "sample_rate", "subtype", "channels", "duration_s", "model", "renderer", "face",
-    "guide_weight",
+    "summary", "speech_span_s", "adaptation", "sample_rate", "subtype", "channels", "duration_s", "model",
+    "renderer", "face", "guide_weight",
     "overall_confidence", "confidence_per_second", "stretch_range", "timings_s", "warnings", "time_map",
 }
 
@@ -143,7 +143,7 @@ def test_summary_says_where_the_line_went(guided):
 def test_hook_sees_every_stage(analysis, dub_path):
     stages = []
     align_dub(analysis, dub_path, AlignConfig(guide="off"), hook=lambda s, v: stages.append(s))
-    assert stages == ["features", "sync_features", "path", "time_map", "render", "result"]
+    assert stages == ["features", "sync_features", "placement", "path", "time_map", "render", "result"]
 
 
 def test_dub_format_is_kept(analysis, tmp_path):

@@ -25,11 +25,11 @@ WARNING_RED = np.array([0xB0, 0x1C, 0x1C])  # the colour warnings are listed in
 
 @pytest.fixture(scope="module")
 def aligned():
-    """(sync features, path, result) of a real alignment of a GRID clip against a shifted dub."""
+    """(sync features as finally weighted, path, result) of a real alignment of a GRID clip."""
     dub = media.DubAudio(samples=shifted_dub(OFFSET, channels=1), sr=DUB_SR, subtype="PCM_24", path="dub.wav")
     seen = {}
     result = align_dub(grid_analysis(), dub, AlignConfig(), hook=seen.__setitem__)
-    return seen["sync_features"], seen["path"], result
+    return seen["placement"].features, seen["placement"].path, result
 
 
 def test_plot_is_a_png_of_the_stated_size(aligned, tmp_path):
