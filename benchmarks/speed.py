@@ -30,7 +30,7 @@ import av
 import cv2
 import numpy as np
 
-from dubalign.files import atomic_output
+from dubalign.files import atomic_output, write_text
 from dubalign.media import write_audio
 
 SPEED_SIZE = (1280, 720)  # px of the speed picture
@@ -255,7 +255,7 @@ def run_speed(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     md = speed_markdown(picture, source, duration, (w, h), fps, floor, runs, first, warm, before)
-    (out / "speed.md").write_text(md)
+    write_text(out / "speed.md", md)
     return md
 
 
