@@ -617,7 +617,9 @@ def align(
     # fail fast on what can be known before the slow picture analysis: the dub, the model, lengths
     config.check()
     dub_audio = media.read_dub(dub)
+    t0 = time.perf_counter()
     load_lip_model(config.model)
+    model_load_s = time.perf_counter() - t0
     info = media.probe_picture(picture)
     _check_fits(dub_audio, info.duration, config)
     if config.adapt_from is not None and not media.probe_picture(config.adapt_from).has_audio:
@@ -632,6 +634,7 @@ def align(
             hook(stage, value)
 
     result = align_dub(analysis, dub_audio, config, hook=keep)
+    result.timings["model_load"] = model_load_s  # loaded above, before the picture, to fail fast
     written = [p for p in (output, report, plot, preview) if p is not None]
     with _timed(result.timings, "write"), atomic_outputs(*written) as temps:
         tmp = dict(zip(written, temps, strict=True))
