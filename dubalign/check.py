@@ -305,6 +305,16 @@ def fit_drift(windows: list[WindowOffset]) -> tuple[float, float] | None:
     return float(intercept), float(slope)
 
 
+def check_options(*, window_s: float, hop_s: float, max_offset_s: float) -> None:
+    """Raise ParameterError for windows or a search range :func:`check_sync` cannot use."""
+    if not 0.5 <= window_s <= 60.0:
+        raise ParameterError(f"the window must be between 0.5 and 60 s, not {window_s:g}")
+    if not 0.0 < hop_s <= window_s:
+        raise ParameterError(f"the hop must be above 0 and at most the window ({window_s:g} s), not {hop_s:g}")
+    if not 0.05 <= max_offset_s <= 5.0:
+        raise ParameterError(f"the largest offset searched must be between 0.05 and 5 s, not {max_offset_s:g}")
+
+
 def check_sync(
     picture: PictureAnalysis | LipTrack,
     audio_y16: np.ndarray | None = None,
@@ -321,12 +331,7 @@ def check_sync(
         picture's own audio (a PictureAnalysis with an audio track)
     model : the lip model (default: the shipped one)
     """
-    if not 0.5 <= window_s <= 60.0:
-        raise ParameterError(f"the window must be between 0.5 and 60 s, not {window_s:g}")
-    if not 0.0 < hop_s <= window_s:
-        raise ParameterError(f"the hop must be above 0 and at most the window ({window_s:g} s), not {hop_s:g}")
-    if not 0.05 <= max_offset_s <= 5.0:
-        raise ParameterError(f"the largest offset searched must be between 0.05 and 5 s, not {max_offset_s:g}")
+    check_options(window_s=window_s, hop_s=hop_s, max_offset_s=max_offset_s)
     track = picture if isinstance(picture, LipTrack) else picture.track
     if audio_y16 is None:
         audio_y16 = None if isinstance(picture, LipTrack) else picture.audio

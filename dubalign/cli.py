@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 import click
 
@@ -17,7 +16,7 @@ from .cli_check import check as _check
 from .console import OneLineErrors, alignment_options, fail, mute_native_stderr, one_line
 from .cuelist import parse_protect, parse_sync_points
 from .errors import DubalignError, ParameterError
-from .files import check_distinct
+from .files import check_outputs
 from .path import kernels_compiled
 from .pipeline import AlignConfig, Progress, align
 
@@ -98,14 +97,10 @@ def align_command(picture, dub, output, guide, max_shift, model, renderer, tight
             protect=parse_protect(" ".join(protect)), adapt_from=adapt_from,
         )
         config.check()
-        # before the existence test: "pass --overwrite" is wrong advice when the output is an input
         inputs = {"picture": picture, "dub": dub, **({"--adapt-from picture": adapt_from} if adapt_from else {})}
-        check_distinct(outputs, inputs)
+        check_outputs(outputs, inputs, overwrite=overwrite)
     except DubalignError as e:
         fail(str(e))
-    for path in filter(None, outputs.values()):
-        if Path(path).exists() and not overwrite:
-            fail(f"{path} already exists: choose another name or pass --overwrite")
     if not quiet and not kernels_compiled():
         click.echo("dubalign: first run on this machine: compiling the path solver (a few seconds, once)", err=True)
     bars = _ProgressBars(enabled=not quiet and sys.stderr.isatty())

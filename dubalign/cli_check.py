@@ -12,7 +12,7 @@ import numpy as np
 from .check import ACCEPTABILITY_S, DETECTABILITY_S, HOP_S, MAX_OFFSET_S, MIN_CONFIDENCE, WINDOW_S, SyncCheck
 from .console import fail
 from .errors import DubalignError, ParameterError
-from .files import atomic_outputs, check_distinct, check_writable, write_json_to
+from .files import atomic_outputs, check_outputs, write_json_to
 
 PLOT_SIZE_IN = (9.0, 3.6)  # inches, at PLOT_DPI: a strip as wide as an editor's timeline
 PLOT_DPI = 110
@@ -61,18 +61,13 @@ def check(picture, audio, report, plot, window, hop, max_offset, model, overwrit
 def _run(picture, audio, report, plot, window, hop, max_offset, model, overwrite) -> SyncCheck:
     from . import media
     from .audio import to_analysis
-    from .check import check_sync
+    from .check import check_options, check_sync
     from .pipeline import AlignConfig, analyze_picture, load_lip_model
 
     inputs = {"picture": picture, **({"audio": audio} if audio else {})}
     outputs = {"report": report, "plot": plot}
-    check_distinct(outputs, inputs)
-    for what, path in outputs.items():
-        if path is None:
-            continue
-        check_writable(path, what)
-        if Path(path).exists() and not overwrite:
-            raise ParameterError(f"{path} already exists: choose another name or pass --overwrite")
+    check_outputs(outputs, inputs, overwrite=overwrite)
+    check_options(window_s=window, hop_s=hop, max_offset_s=max_offset)
     if plot is not None and Path(plot).suffix.lower() not in PLOT_SUFFIXES:
         raise ParameterError(f"the plot {plot} must be named .png, .svg or .pdf")
     config = AlignConfig(model=model)

@@ -74,6 +74,24 @@ def check_distinct(
         seen[key] = what
 
 
+def check_outputs(
+    outputs: dict[str, str | os.PathLike | None],
+    inputs: dict[str, str | os.PathLike],
+    *,
+    overwrite: bool = True,
+) -> None:
+    """Everything that can be known about the outputs before any work: no output names an input
+    or another output, every folder exists and is writable, and (``overwrite`` False) no output
+    exists yet. None entries are outputs not asked for."""
+    check_distinct(outputs, inputs)
+    for what, path in outputs.items():
+        if path is None:
+            continue
+        check_writable(path, what)
+        if not overwrite and Path(path).exists():
+            raise ParameterError(f"{path} already exists: choose another name or pass --overwrite")
+
+
 @contextlib.contextmanager
 def atomic_outputs(*paths: str | os.PathLike) -> Iterator[list[Path]]:
     """Temporary paths for ``paths``, renamed over them together when the block succeeds.

@@ -25,7 +25,7 @@ import numpy as np
 from . import media
 from .audio import frame_energy_db, log_mel, speech_activity, to_analysis
 from .errors import AlignmentError, DubalignError, MediaError, ParameterError
-from .files import atomic_output, atomic_outputs, check_distinct, check_writable, write_json_to
+from .files import atomic_output, atomic_outputs, check_outputs, write_json_to
 from .lips import LipTrack, track_picture
 from .path import (
     DEFAULT_PAUSE_MAX_SLOPE,
@@ -605,15 +605,12 @@ def align(
     inputs = {"picture": picture, "dub": dub}
     if config.adapt_from is not None:
         inputs["--adapt-from picture"] = config.adapt_from
-    check_distinct(outputs, inputs)
+    check_outputs(outputs, inputs)
     if Path(output).suffix.lower() not in WAV_SUFFIXES:
         raise ParameterError(f"the output {output} must be a WAV file (.wav or .bwf): dubalign writes WAV audio")
     if plot is not None and Path(plot).suffix.lower() != ".png":
         raise ParameterError(f"the plot {plot} must be a .png file")
     container = preview_container(preview) if preview is not None else None
-    for what, path in outputs.items():
-        if path is not None:
-            check_writable(path, what)
     # fail fast on what can be known before the slow picture analysis: the dub, the model, lengths
     config.check()
     dub_audio = media.read_dub(dub)

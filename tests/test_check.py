@@ -255,3 +255,14 @@ def test_cli_check_refuses_colliding_outputs(tmp_path):
         result = CliRunner().invoke(main, ["check", str(picture), *args])
         assert result.exit_code == 1 and "dubalign: error: " in result.stderr, result.output
     assert not same.exists()
+
+
+def test_cli_refuses_bad_windows_before_tracking_the_lips(monkeypatch):
+    def tracked(*args, **kwargs):
+        raise AssertionError("the lips were tracked before the options were checked")
+
+    monkeypatch.setattr(align_module, "analyze_picture", tracked)
+    for args in (["--window", "0.1"], ["--hop", "9"], ["--max-offset", "7"]):
+        result = CliRunner().invoke(main, ["check", str(grid_clip()), *args])
+        assert result.exit_code == 1, (args, result.output)
+        assert result.output.count("dubalign: error:") == 1 and "tracked" not in result.output
