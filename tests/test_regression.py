@@ -8,11 +8,15 @@ re-performance cases (their words taken from the bundled `train` takes).
 Run alone with ``python -m pytest -m regression``.
 """
 
+import sys
 from pathlib import Path
 
 import pytest
 
-import benchmarks as B
+if __name__ == "__main__":  # run as a script (see the end): benchmarks/ sits at the repository root
+    sys.path.append(str(Path(__file__).resolve().parent.parent))
+
+import benchmarks as B  # noqa: E402
 
 GRID = Path(__file__).resolve().parent / "data" / "grid"
 WARPED_CLIPS = ("bbir8p", "bbwm4n")
@@ -24,6 +28,9 @@ SEED = 7
 # written. FLOORS ARE ONLY EVER RAISED: when the pipeline improves, raise them; never lower them
 # to make a change pass.
 FLOORS = {
+    # measured 2026-11-29 (the guide reaches full weight only at envelope agreement 0.5), floors
+    # unchanged: warped 86.3 clean, 82.2 noisy (83.6 before), 78.1 mute; re-performance 90.6,
+    # 42.5, 60.8.
     # re-performance clean/noisy and warped mute raised 2026-11-25 05:00 (word tails may be
     # squeezed to 0.5x), measured in-sync %: warped 86.3 clean, 83.6 noisy, 78.1 mute;
     # re-performance 90.6, 42.5, 60.8.
