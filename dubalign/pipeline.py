@@ -50,7 +50,8 @@ Hook = Callable[[str, object], None]
 SHIPPED_MODEL = "shipped"  # AlignConfig.model for the weights in models/lipsync.pt
 FACE_LOST_WARN = 0.10  # share of picture frames without a face that earns a warning
 FACE_GAP_WARN_S = 1.0  # a single stretch without a face this long earns a warning
-LOW_CONFIDENCE = 0.35  # overall confidence under this earns a warning
+LOW_CONFIDENCE = 0.35  # overall confidence under this earns a warning ("low")
+HIGH_CONFIDENCE = 0.7  # overall confidence from this on is "high" (between the two: "medium")
 CONFIDENCE_TOLERANCE = 4  # frames (40 ms): probability mass this close to the path counts as sure
 CONFIDENCE_RADIUS = 150  # frames each side of the path against which its cells are compared
 # Lips-only maps are placed this much later (s): lips place the dub within tens of ms either way,
@@ -262,8 +263,7 @@ class AlignmentResult:
         first, last = (float(t) for t in self.timemap.to_picture(self.speech_span))
         shift = first - self.speech_span[0]
         lo, hi = self.stretch_range
-        level = "high" if self.overall_confidence >= 0.7 else "medium" if self.overall_confidence >= LOW_CONFIDENCE \
-            else "low"
+        level = confidence_level(self.overall_confidence)
         guide = (
             "not used" if self.guide_weight == 0 else
             "used" if self.guide_weight >= 1 else f"used at weight {self.guide_weight:.2f}"
@@ -309,6 +309,11 @@ class AlignmentResult:
             "adaptation": self.adaptation,
             "time_map": report_map(self.timemap),
         }
+
+
+def confidence_level(confidence: float) -> str:
+    """"high", "medium" or "low", as the report, the plot and the review page name confidence."""
+    return "high" if confidence >= HIGH_CONFIDENCE else "medium" if confidence >= LOW_CONFIDENCE else "low"
 
 
 def report_map(timemap: TimeMap, *, tolerance: float = REPORT_MAP_TOLERANCE_S) -> dict:

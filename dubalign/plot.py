@@ -40,7 +40,6 @@ MAX_IMAGE_CELLS = 600  # the cost image is pooled to at most this many cells on 
 AGREEMENT_SCALE = 3.0
 MIN_FACELESS_S = 0.1  # shorter spans without a face are not marked (the last frame's edge is one)
 SPEECH_ACTIVITY = 0.5  # dub frames at or above this speech activity (outside pauses) are speech
-HIGH_CONFIDENCE = 0.7  # confidence bands, as the report names them (pipeline.AlignmentResult.summary)
 STRETCH_VIEW = (0.4, 2.2)  # stretch axis range: pauses may go far beyond, speech stays inside
 EXTREME_MARGIN = 0.03  # a speech stretch within 3 % of a limit is marked (pipeline.EXTREME_STRETCH_MARGIN)
 MAX_WARNING_LINES = 4  # warnings listed under the panels; more are counted
@@ -162,7 +161,7 @@ def _draw_costs(ax, features: SyncFeatures, warp: WarpPath, origin_s: float) -> 
 
 def _draw_confidence(ax, result: AlignmentResult, origin_s: float) -> None:
     """One bar per dub second, placed where that second plays on the picture; silent seconds empty."""
-    from .pipeline import LOW_CONFIDENCE
+    from .pipeline import HIGH_CONFIDENCE, LOW_CONFIDENCE  # the report's own levels
 
     conf = np.asarray(result.confidence, dtype=float)
     edges = origin_s + result.timemap.to_picture(np.arange(len(conf) + 1, dtype=float))

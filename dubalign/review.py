@@ -25,8 +25,6 @@ if TYPE_CHECKING:
     from .takes import CueOutcome
 
 REVIEW_PAGE = "index.html"  # the page's name in the batch output folder
-HIGH_CONFIDENCE = 0.7  # confidence levels, as the alignment report names them
-LOW_CONFIDENCE = 0.35
 STRONG_STRETCH = 1.25  # a best take stretched or squeezed more than this is flagged
 # Players load their preview with the page (showing its first frame) up to this many previews;
 # past it only their length, so that a whole reel's page opens without reading every movie.
@@ -204,7 +202,9 @@ def _media_html(cue_id: str, plot: str | None, preview: str | None, preload: str
 def _confidence_html(c: float | None) -> str:
     if c is None or not math.isfinite(c):
         return '<span class="none">-</span>'
-    level = "high" if c >= HIGH_CONFIDENCE else "medium" if c >= LOW_CONFIDENCE else "low"
+    from .pipeline import confidence_level  # the report's own levels
+
+    level = confidence_level(c)
     return f'<span class="level {level}">{c:.2f}</span>'
 
 
