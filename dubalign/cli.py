@@ -76,7 +76,8 @@ def main() -> None:
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
               help="Write a PNG: the sync costs with the chosen path, confidence and stretch over picture time.")
 @click.option("--preview", type=click.Path(dir_okay=False), default=None,
-              help="Write the picture with the aligned dub as its sound (.mov, .mp4 or .mkv; video copied).")
+              help="Write the picture with the aligned dub as its sound (.mov, .mp4 or .mkv; the video is copied "
+                   "when the container can carry its codec, else re-encoded).")
 @click.option("--preview-guide", is_flag=True,
               help="Put the picture's own sound on a second audio track of the preview.")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT (and REPORT, PLOT, PREVIEW) if they exist.")

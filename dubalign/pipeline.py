@@ -921,6 +921,17 @@ def speech_stretch(timemap: TimeMap, pauses: np.ndarray) -> np.ndarray:
     return stretch[in_speech] if in_speech.any() else np.ones(1)
 
 
+def _longest_gap_s(track: LipTrack) -> float:
+    """The longest run of frames without a face, in s: measured on the track's own frame times
+    (pictures above 30 fps are tracked at fewer frames than the file holds)."""
+    if track.n_frames < 2 or track.present.all():
+        return 0.0
+    step = float(np.median(np.diff(track.times)))
+    edges = np.flatnonzero(np.diff(np.r_[1, track.present.astype(np.int8), 1]))  # starts and ends of gaps
+    starts, ends = edges[::2], edges[1::2]
+    return float((ends - starts).max() * step)
+
+
 def guide_slip(picture: PictureAnalysis, model, config: AlignConfig) -> float | None:
     """How far the picture's own audio is off its own lips (s, > 0: late), when clearly so.
 
@@ -954,12 +965,9 @@ def assess(
     if lost > FACE_LOST_WARN:
         follow = "the picture's audio" if use_guide and features.guide_weight > 0 else "the speech around them"
         warnings.append(f"face lost in {100 * lost:.0f}% of frames: those spans follow {follow} only")
-    gap, longest = 0, 0
-    for p in present:
-        gap = 0 if p else gap + 1
-        longest = max(longest, gap)
-    if picture.fps and longest / picture.fps >= FACE_GAP_WARN_S:
-        warnings.append(f"no face for {longest / picture.fps:.1f} s in a row")
+    longest = _longest_gap_s(picture.track)
+    if longest >= FACE_GAP_WARN_S:
+        warnings.append(f"no face for {longest:.1f} s in a row")
     if overall < LOW_CONFIDENCE:
         warnings.append(f"low confidence ({overall:.2f}): check the sync by eye")
     at_limit = (stretch <= config.min_stretch * (1 + EXTREME_STRETCH_MARGIN)) | (

@@ -437,3 +437,13 @@ def torch_equal(a, b) -> bool:
     import torch
 
     return bool(torch.equal(a, b))
+
+
+def test_face_gaps_are_measured_on_the_track_times(analysis, dub_path):
+    # a 50 fps picture is tracked at 25 Hz: a gap of 30 tracked frames is 1.2 s, not 0.6 s
+    present = analysis.track.present.copy()
+    present[10:40] = False
+    track = dataclasses.replace(analysis.track, present=present)
+    assert align_module._longest_gap_s(track) == pytest.approx(30 / 25)
+    res = align_dub(dataclasses.replace(analysis, track=track, fps=50.0), dub_path, AlignConfig(guide="off"))
+    assert "no face for 1.2 s in a row" in res.warnings
