@@ -35,13 +35,13 @@ import torch
 import torch.nn as nn
 
 from .audio import frame_energy_db, log_mel, normalize_mel, speech_activity
+from .encoder import SyncEncoder
 from .errors import ParameterError
 from .lips import LipTrack
 from .model import (
     AUDIO_PER_VIDEO,
     VIDEO_RATE,
     LipSyncModel,
-    SyncEncoder,
     lip_features,
     resample_track,
     standardize_crops,
@@ -272,10 +272,10 @@ def _pairs(model: LipSyncModel, track: LipTrack, mel: np.ndarray, active: np.nda
     grid = video_grid(duration)
     lips = crops = None
     face = None
-    if model.encoder.uses_lips:
+    if model.cfg.uses_lips:
         feats = lip_features(track.lips, track.blendshapes, track.present)
         lips, face = resample_track(times, track.present, feats, grid)
-    if model.encoder.uses_crops:
+    if model.cfg.uses_crops:
         crops, face = resample_track(times, track.present, standardize_crops(track.crops), grid)
     n_audio = len(grid) * AUDIO_PER_VIDEO
     return _Pairs(lips=lips, crops=crops, face=face, mel=_fit_rows(mel, n_audio),
@@ -340,7 +340,7 @@ def _guard(
     dist = np.where(ok, dist, np.nan)
     win = np.stack([dist[s:s + GUARD_CONTEXT].mean(axis=0) for s in windows])  # (W, n_off)
     win = np.where(np.isfinite(win), win, np.inf)
-    temperature = 1.0 / float(model.encoder.logit_scale.detach().exp().clamp(max=100.0))
+    temperature = 1.0 / min(float(np.exp(model.logit_scale)), 100.0)  # as SyncEncoder.loss clamps it
     scores = -win / temperature
     top = scores.max(axis=1, keepdims=True)
     log_total = top[:, 0] + np.log(np.exp(scores - top).sum(axis=1))

@@ -15,7 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dubalign.model import load_model, save_checkpoint  # noqa: E402
+from dubalign.encoder import save_checkpoint  # noqa: E402
+from dubalign.model import load_model  # noqa: E402
 
 
 def main() -> None:

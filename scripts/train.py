@@ -1,4 +1,4 @@
-"""Train the lips-speech dual encoder (dubalign.model.SyncEncoder) on cached front-end features.
+"""Train the lips-speech dual encoder (dubalign.encoder.SyncEncoder) on cached front-end features.
 
     python scripts/train.py --feats /work/cache/feats --out /work/cache/runs/both0 --design both \
         --seed 0 --minutes 25
@@ -32,13 +32,12 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from dubalign.encoder import SyncEncoder, save_checkpoint  # noqa: E402
 from dubalign.model import (  # noqa: E402
     AUDIO_PER_VIDEO,
     EncoderConfig,
-    SyncEncoder,
     lip_features,
     resample_track,
-    save_checkpoint,
     video_grid,
 )
 from dubalign.units import FEATURE_RATE  # noqa: E402

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from dubalign.encoder import SyncEncoder, save_checkpoint, upsample_video
 from dubalign.errors import MediaError
 from dubalign.lips import CROP_H, CROP_W, LipTrack
 from dubalign.model import (
@@ -16,11 +17,8 @@ from dubalign.model import (
     VIDEO_RATE,
     EncoderConfig,
     LipSyncModel,
-    SyncEncoder,
     load_model,
     resample_track,
-    save_checkpoint,
-    upsample_video,
 )
 from dubalign.units import N_MELS
 
