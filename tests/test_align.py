@@ -208,6 +208,17 @@ def test_unrelated_picture_audio_is_dropped_as_a_guide(analysis, dub_path, rng):
     assert any("hardly follows the dub" in w for w in res.warnings)
 
 
+def test_the_lips_keep_their_aim_in_proportion_to_their_share(analysis, dub_path):
+    seen = {}
+    align_dub(analysis, dub_path, AlignConfig(guide="always"), hook=seen.__setitem__)
+    sync, feats = seen["sync_features"], seen["features"]
+    for weight in (1.0, 0.25, 0.0):
+        weighted = dataclasses.replace(sync, guide_weight=weight)
+        placed = align_module.place_dub(weighted, feats, analysis.audio, AlignConfig(guide="always"))
+        assert placed.features.guide_weight == weight
+        assert placed.aim_s == pytest.approx(align_module.LIPS_ONLY_AIM_S * (1.0 - weight))
+
+
 def test_align_writes_the_output(analysis, dub_path, tmp_path, monkeypatch):
     # the picture analysis is tested above; reuse it rather than run MediaPipe again
     monkeypatch.setattr(align_module, "analyze_picture", lambda *a, **k: analysis)

@@ -6,20 +6,26 @@ import dataclasses
 
 import numpy as np
 import pytest
-from helpers import grid_audio, to_rate
+from helpers import grid_audio, grid_words, to_rate
 
 import dubalign.sync as sync_module
+from dubalign.audio import speech_activity
 from dubalign.lips import CROP_H, CROP_W, LIP_POINTS, N_BLENDSHAPES, LipTrack
 from dubalign.sync import (
     ACTIVITY_WEIGHT,
+    GUIDE_CLEAN_RANGE_DB,
+    GUIDE_SAME_TAKE,
     GUIDE_TEMPERATURE,
+    GuideTrust,
     SyncFeatures,
+    audio_range_db,
     banded_distance,
     frame_validity,
     guide_agreement,
     guide_weight,
     picture_grid,
     row_neg_log_softmax,
+    same_take_contrast,
 )
 from dubalign.timemap import TimeMap
 from dubalign.units import ANALYSIS_SR, PATH_RATE
@@ -210,3 +216,41 @@ def test_guide_agreement_is_high_for_clean_speech_and_lower_under_babble(rng):
     assert guide_agreement(clean, np.zeros_like(clean), identity) == 0.0
     # a wrong placement of the same clean speech agrees less than the right one
     assert guide_agreement(clean, clean, TimeMap.shifted(0.4, duration=3.0)) < a_clean - 0.2
+
+
+def _words_map(dub_words, pic_words, n: int) -> TimeMap:
+    """Dub time -> picture time through the first ``n`` words' boundaries of two GRID takes."""
+    dub_t = [w.start for w in dub_words[:n]] + [dub_words[n - 1].end]
+    pic_t = [w.start for w in pic_words[:n]] + [pic_words[n - 1].end]
+    return TimeMap(np.asarray(dub_t, float), np.asarray(pic_t, float))
+
+
+def test_the_same_take_keeps_its_pitch_under_babble_and_a_new_performance_does_not(rng):
+    y, sr = grid_audio()
+    picture = to_rate(y, sr, ANALYSIS_SR)
+    # babble: the clip's speech at eight other offsets (it fills the clip's pauses), -5 dB SNR
+    babble = sum(np.roll(picture, int(k * ANALYSIS_SR)) for k in (0.37, 0.6, 0.81, 1.1, 1.33, 1.9, 2.2, 2.6))
+    babble *= np.sqrt(np.mean(picture**2) / np.mean(babble**2)) * 10 ** (5 / 20)
+    noisy = picture + babble
+    speech = speech_activity(picture)
+    identity = TimeMap.identity(len(picture) / ANALYSIS_SR)
+    same_clean = same_take_contrast(picture, picture, identity, speech)
+    same_noisy = same_take_contrast(picture, noisy, identity, speech)
+    # "bin blue at f" said again in another GRID take of the same speaker, placed word by word
+    other, other_sr = grid_audio("bbaf3s")
+    dub = to_rate(other, other_sr, ANALYSIS_SR)
+    words = _words_map(grid_words("bbaf3s"), grid_words(), 4)
+    dub_speech = speech_activity(dub)
+    frames = np.arange(len(dub_speech)) / PATH_RATE
+    dub_speech[(frames < words.dub_t[0]) | (frames > words.dub_t[-1])] = 0.0  # the shared words only
+    new_clean = same_take_contrast(dub, picture, words, dub_speech)
+    new_noisy = same_take_contrast(dub, noisy, words, dub_speech)
+    assert same_clean > 0.3 and same_noisy > GUIDE_SAME_TAKE[1]
+    assert new_clean < same_clean - 0.2 and new_noisy < GUIDE_SAME_TAKE[1]
+    # the noisy audio is noisy, the clean one clean, and digital silence before a track is no floor
+    assert audio_range_db(noisy) < GUIDE_CLEAN_RANGE_DB[0] < GUIDE_CLEAN_RANGE_DB[1] < audio_range_db(picture)
+    assert audio_range_db(np.r_[np.zeros(ANALYSIS_SR, np.float32), noisy]) < GUIDE_CLEAN_RANGE_DB[0]
+    # so a new performance under babble loses the guide; the same take, or clean audio, keeps it
+    assert GuideTrust(audio_range_db(noisy), new_noisy).factor < 0.5
+    assert GuideTrust(audio_range_db(noisy), same_noisy).factor == 1.0
+    assert GuideTrust(audio_range_db(picture), new_clean).factor == 1.0
