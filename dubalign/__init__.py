@@ -12,8 +12,8 @@ The public API, stable across minor versions::
     for take in ("take1.wav", "take2.wav"):
         result = dubalign.align_dub(picture, take, dubalign.AlignConfig(guide="off"))
 
-Names are imported on first use, so ``import dubalign`` stays fast (torch, MediaPipe and numba
-load only when an alignment needs them).
+Names are imported on first use, so ``import dubalign`` stays fast (MediaPipe and numba load only
+when an alignment needs them; torch only for ``adapt_from`` and training).
 """
 
 from __future__ import annotations

@@ -8,8 +8,6 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-import scipy.signal
-import scipy.special
 import soxr
 
 from .units import ANALYSIS_SR, FEATURE_RATE, MEL_HOP, MEL_NFFT, MEL_WIN, N_MELS
@@ -118,7 +116,7 @@ def _frames(y: np.ndarray, length: int, hop: int) -> np.ndarray:
 @functools.lru_cache(maxsize=1)
 def _window() -> np.ndarray:
     """A periodic Hann window of MEL_WIN samples centred in MEL_NFFT (as librosa pads it)."""
-    win = scipy.signal.get_window("hann", MEL_WIN, fftbins=True)
+    win = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(MEL_WIN) / MEL_WIN)  # scipy's get_window("hann", fftbins=True)
     left = (MEL_NFFT - MEL_WIN) // 2
     return np.pad(win, (left, MEL_NFFT - MEL_WIN - left)).astype(np.float32)
 
@@ -176,6 +174,6 @@ def speech_activity(y: np.ndarray, *, floor_pct: float = 10.0, peak_pct: float =
     db = frame_energy_db(y)
     lo, hi = np.percentile(db, floor_pct), np.percentile(db, peak_pct)
     mid, width = (lo + hi) / 2.0, max((hi - lo) / 8.0, 1.0)
-    act = scipy.special.expit((db - mid) / width)
+    act = 0.5 + 0.5 * np.tanh((db - mid) / (2 * width))  # the logistic function, without scipy.special's import
     k = max(1, int(0.05 * FEATURE_RATE))
     return np.convolve(act, np.ones(k) / k, mode="same").astype(np.float32)

@@ -156,6 +156,22 @@ def _land_together(temps: list[Path], finals: list[Path]) -> None:
 
 
 @contextlib.contextmanager
+def atomic_outputs_by_path(*paths: str | os.PathLike | None) -> Iterator[dict[str | os.PathLike, Path]]:
+    """:func:`atomic_outputs` for the outputs asked for, the temporary paths keyed by final path.
+
+        with atomic_outputs_by_path(out_wav, plot) as tmp:  # plot may be None: not asked for
+            write_audio_to(tmp[out_wav])
+            if plot is not None:
+                draw_to(tmp[plot])
+
+    None entries are skipped; the keys are the paths exactly as given.
+    """
+    given = [p for p in paths if p is not None]
+    with atomic_outputs(*given) as temps:
+        yield dict(zip(given, temps, strict=True))
+
+
+@contextlib.contextmanager
 def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """One output: see :func:`atomic_outputs`."""
     with atomic_outputs(path) as (tmp,):

@@ -41,7 +41,7 @@ FACE_PROBES = 5  # frames looked at first to count the faces on screen (one face
 FACE_PROBE_MIN_S = 15.0  # s: shorter pictures skip that probe and track up to MAX_FACES
 PARALLEL_LIPS_MIN_S = 2.0  # s: pictures this long have their lips tracked by several threads (a span each)
 # Hz: the lip model reads the lips at this rate (model.VIDEO_RATE, kept here so that tracking does not
-# import torch). Pictures faster than TRACK_ALL_MAX_FPS are tracked on one frame per 1 / TRACK_RATE s
+# import the model). Pictures faster than TRACK_ALL_MAX_FPS are tracked on one frame per 1 / TRACK_RATE s
 # only: the features are resampled to TRACK_RATE anyway, and landmarks cost ~13 ms a frame.
 TRACK_RATE = 25.0
 TRACK_ALL_MAX_FPS = 1.2 * TRACK_RATE

@@ -25,7 +25,7 @@ import numpy as np
 from . import media
 from .audio import frame_energy_db, log_mel, speech_activity, to_analysis
 from .errors import AlignmentError, DubalignError, MediaError, ParameterError
-from .files import atomic_output, atomic_outputs, check_outputs, write_json_to
+from .files import atomic_output, atomic_outputs_by_path, check_outputs, write_json_to
 from .lips import LipTrack, track_picture
 from .path import (
     DEFAULT_PAUSE_MAX_SLOPE,
@@ -268,6 +268,8 @@ class AlignmentResult:
     timings: dict
     warnings: list[str]
     adaptation: dict | None = None  # what adapting the lip model did (AdaptationReport.to_json), if asked
+    # what the picture's audio showed once the dub was placed (None: no guide): see place_dub
+    guide_evidence: dict | None = None
 
     def summary(self) -> dict:
         """What was done, for a person: where the line sits on the picture, shift, stretch, trust."""
@@ -311,6 +313,7 @@ class AlignmentResult:
             "renderer": self.renderer,
             "face": self.face,
             "guide_weight": round(self.guide_weight, 3),
+            "guide_evidence": self.guide_evidence,
             "overall_confidence": round(self.overall_confidence, 3),
             "confidence_per_second": [None if np.isnan(c) else round(float(c), 3) for c in self.confidence],
             "stretch_range": [round(s, 3) for s in self.stretch_range],
@@ -550,10 +553,23 @@ def align_dub(
         warnings=[*dub.warnings, *assess(picture, placement.features, stretch, overall, config, use_guide, slip,
                          placement.guide_agreement, placement.guide_trust),
                   *_adaptation_warnings(adaptation, config)],
-        adaptation=adaptation,
+        adaptation=adaptation, guide_evidence=_guide_evidence(placement),
     )
     hook("result", result)
     return result
+
+
+def _guide_evidence(placement: Placement) -> dict | None:
+    """The report's account of the guide's weight (see place_dub)."""
+    trust = placement.guide_trust
+    if placement.guide_agreement is None or trust is None:
+        return None
+    return {
+        "envelope_agreement": round(placement.guide_agreement, 3),
+        "speech_above_noise_floor_db": round(trust.range_db, 1),
+        "same_performance_pitch_contrast": round(trust.same_take, 3),
+        "trust": round(trust.factor, 3),
+    }
 
 
 def dub_features(dub: media.DubAudio) -> DubFeatures:
@@ -659,9 +675,7 @@ def align(
 
     result = align_dub(analysis, dub_audio, config, hook=keep)
     result.timings["model_load"] = model_load_s  # loaded above, before the picture, to fail fast
-    written = [p for p in (output, report, plot, preview) if p is not None]
-    with _timed(result.timings, "write"), atomic_outputs(*written) as temps:
-        tmp = dict(zip(written, temps, strict=True))
+    with _timed(result.timings, "write"), atomic_outputs_by_path(output, report, plot, preview) as tmp:
         media.write_wav_to(tmp[output], result.audio, result.sr, subtype=result.subtype)
         if plot is not None:
             from .plot import plot_alignment  # matplotlib loads only when a plot is asked for

@@ -9,14 +9,19 @@ Three panels on one picture-time axis (seconds, or the picture's timecode):
 Spans without a face, seconds of low confidence and speech stretched to a limit are marked where
 they happen; the report's warnings are listed underneath.
 
-matplotlib is imported inside :func:`sync_figure` (``import dubalign`` stays fast), through its
-object interface and the Agg canvas: no pyplot state, no display, safe in worker processes.
+:func:`draw_check_plot` draws ``dubalign check``'s result: the offset per window over time against
+the BT.1359 windows, with the drift line.
+
+matplotlib is imported inside :func:`sync_figure` and :func:`draw_check_plot` (``import dubalign``
+stays fast), through its object interface and the Agg canvas: no pyplot state, no display, safe in
+worker processes.
 Writes straight to the path given: the caller makes it atomic (:func:`dubalign.files.atomic_outputs`).
 """
 
 from __future__ import annotations
 
 import os
+import textwrap
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -27,6 +32,7 @@ from .units import PATH_RATE, frames_to_seconds
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from .check import SyncCheck
     from .path import WarpPath
     from .pipeline import AlignmentResult
     from .sync import SyncFeatures
@@ -44,6 +50,9 @@ STRETCH_VIEW = (0.4, 2.2)  # stretch axis range: pauses may go far beyond, speec
 EXTREME_MARGIN = 0.03  # a speech stretch within 3 % of a limit is marked (pipeline.EXTREME_STRETCH_MARGIN)
 MAX_WARNING_LINES = 4  # warnings listed under the panels; more are counted
 FORMATS = ("png", "svg", "pdf")
+CHECK_PLOT_SIZE = (9.0, 3.6)  # inches, at CHECK_PLOT_DPI: a strip as wide as an editor's timeline
+CHECK_PLOT_DPI = 110
+CHECK_TITLE_CHARS = 120  # the check's summary line wraps at this width in the plot's title
 
 
 def plot_alignment(
@@ -134,6 +143,57 @@ def sync_figure(
     fig.suptitle(title or _default_title(result), fontsize=11)
     _list_warnings(fig, result)
     return fig
+
+
+def draw_check_plot(result: SyncCheck, path: str | os.PathLike, *, fmt: str = "png", title: str = "") -> None:
+    """Write ``dubalign check``'s plot to ``path``: the offset per window (dots sized by confidence)
+    over the BT.1359 windows, with the drift line.
+
+    fmt : "png", "svg" or "pdf" (not taken from ``path``, which may be a temporary name)
+
+    Writes non-atomically: wrap the call in :func:`dubalign.files.atomic_outputs`.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from .check import ACCEPTABILITY_S, DETECTABILITY_S, MIN_CONFIDENCE  # the verdict's own windows
+
+    fig = Figure(figsize=CHECK_PLOT_SIZE, dpi=CHECK_PLOT_DPI)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ms = 1000.0
+    ax.axhspan(ACCEPTABILITY_S[0] * ms, ACCEPTABILITY_S[1] * ms, color="#f3d9a0", alpha=0.6, lw=0,
+               label="detectable")
+    ax.axhspan(DETECTABILITY_S[0] * ms, DETECTABILITY_S[1] * ms, color="#b8e0b0", alpha=0.9, lw=0,
+               label="in sync (BT.1359)")
+    ax.axhline(0.0, color="0.5", lw=0.6)
+    done = [w for w in result.windows if w.offset_s is not None]
+    if done:
+        t = np.array([w.time_s for w in done])
+        y = np.array([w.offset_s for w in done]) * ms
+        c = np.array([w.confidence for w in done])
+        trusted = c >= MIN_CONFIDENCE
+        span = np.array([[w.time_s - w.start_s, w.end_s - w.time_s] for w in done]).T
+        ax.errorbar(t, y, xerr=span, fmt="none", ecolor="0.6", lw=0.8)
+        ax.scatter(t[trusted], y[trusted], s=20 + 60 * c[trusted], color="#1f4e9c", zorder=3,
+                   label="window offset")
+        if (~trusted).any():
+            ax.scatter(t[~trusted], y[~trusted], s=20 + 60 * c[~trusted], facecolors="none",
+                       edgecolors="#1f4e9c", zorder=3, label=f"confidence < {MIN_CONFIDENCE}")
+    if result.drift_s_per_min is not None and done:
+        line_t = np.array([0.0, result.duration_s])
+        line_y = result.drift_start_s + result.drift_s_per_min / 60.0 * line_t
+        ax.plot(line_t, line_y * ms, color="#c0392b", lw=1.2,
+                label=f"drift {result.drift_s_per_min * ms:+.0f} ms/min")
+    lim = max(ACCEPTABILITY_S[1] * ms + 40, *(abs(w.offset_s) * ms + 40 for w in done))
+    ax.set_ylim(-lim, lim)
+    ax.set_xlim(0, max(result.duration_s, 1e-3))
+    ax.set_xlabel("time in the clip (s)")
+    ax.set_ylabel("audio offset (ms, > 0: late)")
+    ax.set_title(f"{title}\n{textwrap.fill(result.summary(), CHECK_TITLE_CHARS)}".strip(), fontsize=8, loc="left")
+    fig.legend(loc="lower center", fontsize=7, ncol=5, frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))  # room for the legend below the axes
+    fig.savefig(path, format=fmt)
 
 
 def _draw_costs(ax, features: SyncFeatures, warp: WarpPath, origin_s: float) -> None:

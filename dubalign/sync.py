@@ -14,12 +14,10 @@ Two sources of cost, each z-scored per row inside the band so that they mix on o
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.fft
-import scipy.signal
-import scipy.special
 
 from .audio import frame_energy_db, log_mel
 from .lips import LipTrack, mouth_activity
@@ -392,7 +390,27 @@ def cepstral_features(mel: np.ndarray) -> np.ndarray:
 
     mel : [shape=(n_frames, N_MELS)]; returns [shape=(n_frames, 2 * N_CEPSTRA)]
     """
-    c = scipy.fft.dct(mel, axis=1, norm="ortho")[:, 1 : N_CEPSTRA + 1]
+    c = mel @ _dct_basis(mel.shape[1])[:, 1 : N_CEPSTRA + 1]
     c = (c - c.mean(axis=0)) / (c.std(axis=0) + 1e-6)
-    d = scipy.signal.savgol_filter(c, DELTA_WIDTH, 1, deriv=1, axis=0, mode="nearest")  # librosa's delta
-    return np.hstack([c, d]).astype(np.float32)
+    return np.hstack([c, deltas(c)]).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=2)
+def _dct_basis(n: int) -> np.ndarray:
+    """[shape=(n, n)]: ``x @ basis`` is the orthonormal DCT-II of rows ``x`` (scipy.fft.dct(norm="ortho"))."""
+    k = np.arange(n)
+    basis = np.cos(np.pi * (k[:, None] + 0.5) * k[None, :] / n) * np.sqrt(2.0 / n)
+    basis[:, 0] /= np.sqrt(2.0)
+    return basis
+
+
+def deltas(x: np.ndarray) -> np.ndarray:
+    """Least-squares slope over DELTA_WIDTH frames along axis 0, edges repeated: librosa's delta
+    (scipy's savgol_filter(x, DELTA_WIDTH, 1, deriv=1, mode="nearest"); scipy.signal is slow to import).
+    """
+    half = DELTA_WIDTH // 2
+    padded = np.pad(x, [(half, half)] + [(0, 0)] * (x.ndim - 1), mode="edge")
+    n = len(x)
+    return sum(k * padded[half + k : half + k + n] for k in range(-half, half + 1)) / sum(
+        k * k for k in range(-half, half + 1)
+    )

@@ -23,7 +23,7 @@ from . import __version__
 from .bwf import bwf_subtype, write_bwf
 from .cuelist import Cue
 from .errors import DubalignError
-from .files import atomic_outputs, write_json
+from .files import atomic_outputs_by_path, write_json
 from .pipeline import AlignConfig, AlignmentResult, PictureAnalysis, align_dub, analyze_picture
 from .plan import CueJob, TakeJob
 from .preview import CONTAINERS, write_preview
@@ -219,8 +219,7 @@ def _write_take(job: CueJob, t: TakeJob, res: AlignmentResult, config: AlignConf
     paths = [p for p in (t.output, t.plot, t.preview) if p is not None]
     for p in paths:
         Path(p).parent.mkdir(parents=True, exist_ok=True)
-    with atomic_outputs(*paths) as temps:
-        tmp = dict(zip(paths, temps, strict=True))
+    with atomic_outputs_by_path(*paths) as tmp:
         write_bwf(tmp[t.output], res.audio, res.sr, subtype=bwf_subtype(res.subtype),
                   time_reference=time_reference, description=_description(job.cue, t.take, best),
                   originator_reference=f"{job.cue.cue_id}/{t.take}"[:32])

@@ -36,7 +36,7 @@ OFFSET = 0.3  # s: the dub plays its speech this much later than the picture
 TOLERANCE = 0.040  # s: the offset must be recovered within this (one GRID frame)
 REPORT_KEYS = {
     "summary", "speech_span_s", "adaptation", "sample_rate", "subtype", "channels", "duration_s", "model",
-    "renderer", "face", "guide_weight",
+    "renderer", "face", "guide_weight", "guide_evidence",
     "overall_confidence", "confidence_per_second", "stretch_range", "timings_s", "warnings", "time_map",
 }
 
@@ -86,6 +86,10 @@ def test_output_is_on_the_picture_timeline_in_the_dub_format(result_name, analys
 
 def test_offset_recovered_with_the_guide(guided):
     assert guided.guide_weight > 0.5
+    # the picture's own clean sound: clean, and the same performance as the dub
+    evidence = guided.guide_evidence
+    assert evidence["speech_above_noise_floor_db"] > 20 and evidence["same_performance_pitch_contrast"] > 0.3
+    assert evidence["trust"] == 1.0
     y, sr = grid_audio()
     picture_audio = to_rate(y, sr, DUB_SR)
     assert abs(lag_seconds(guided.audio[:, 0], picture_audio, DUB_SR)) <= TOLERANCE
@@ -99,7 +103,7 @@ def test_offset_recovered_with_the_guide(guided):
 def test_lips_only_returns_a_valid_map(lips_only):
     cfg = AlignConfig()
     tm = lips_only.timemap
-    assert lips_only.guide_weight == 0.0
+    assert lips_only.guide_weight == 0.0 and lips_only.guide_evidence is None
     assert lips_only.model.startswith("lipsync")
     assert (np.diff(tm.dub_t) > 0).all() and (np.diff(tm.pic_t) > 0).all()
     # the stretch limits bind inside speech; pauses may be squeezed or stretched much further

@@ -17,7 +17,7 @@ def test_public_names_resolve():
 
 
 def test_import_is_light():
-    # torch, mediapipe and numba load when an alignment needs them, not on `import dubalign`
+    # mediapipe and numba load when an alignment needs them (torch only to adapt or train), not on `import dubalign`
     code = "import sys, dubalign; print(sorted(m for m in ('torch', 'mediapipe', 'numba', 'av') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -67,3 +67,17 @@ def test_collisions_and_folders_are_refused_first(tmp_path):
         files.check_writable(tmp_path / "missing" / "x.wav")
     with pytest.raises(ParameterError, match="is a folder"):
         files.check_writable(tmp_path)
+
+
+def test_outputs_by_path_skip_the_ones_not_asked_for(tmp_path):
+    wav, plot = tmp_path / "a.wav", str(tmp_path / "p.png")  # keys are the paths as given, str or Path
+    with files.atomic_outputs_by_path(wav, None, plot) as tmp:
+        assert list(tmp) == [wav, plot] and all(files.TEMP_MARK in t.name for t in tmp.values())
+        tmp[wav].write_text("a")
+        tmp[plot].write_text("p")
+    assert (wav.read_text(), Path(plot).read_text()) == ("a", "p")
+    assert not list(tmp_path.glob(f"*{files.TEMP_MARK}*"))
+    with pytest.raises(MediaError, match="nothing was written"), files.atomic_outputs_by_path(wav, None) as tmp:
+        tmp[wav].write_text("b")
+        raise OSError(28, "No space left on device")
+    assert wav.read_text() == "a" and not list(tmp_path.glob(f"*{files.TEMP_MARK}*"))

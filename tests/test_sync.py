@@ -254,3 +254,18 @@ def test_the_same_take_keeps_its_pitch_under_babble_and_a_new_performance_does_n
     assert GuideTrust(audio_range_db(noisy), new_noisy).factor < 0.5
     assert GuideTrust(audio_range_db(noisy), same_noisy).factor == 1.0
     assert GuideTrust(audio_range_db(picture), new_clean).factor == 1.0
+
+
+def test_guide_cepstra_and_deltas_are_scipys(rng):
+    # computed in numpy so that aligning does not import scipy.signal and scipy.fft (slow imports)
+    import scipy.fft
+    import scipy.signal
+
+    x = rng.standard_normal((120, sync_module.N_CEPSTRA))
+    np.testing.assert_allclose(
+        sync_module.deltas(x),
+        scipy.signal.savgol_filter(x, sync_module.DELTA_WIDTH, 1, deriv=1, axis=0, mode="nearest"),
+        atol=1e-12,
+    )
+    mel = rng.standard_normal((50, 40))
+    np.testing.assert_allclose(mel @ sync_module._dct_basis(40), scipy.fft.dct(mel, axis=1, norm="ortho"), atol=1e-12)
