@@ -28,6 +28,9 @@ SEED = 7
 # written. FLOORS ARE ONLY EVER RAISED: when the pipeline improves, raise them; never lower them
 # to make a change pass.
 FLOORS = {
+    # re-performance noisy raised 2026-11-29 12:55 (a noisy guide that is a new performance loses its
+    # weight; lips aimed in proportion to their share), measured in-sync %: warped 86.3 clean, 82.2
+    # noisy, 78.1 mute; re-performance 90.6, 51.4, 60.8.
     # measured 2026-11-29 (the guide reaches full weight only at envelope agreement 0.5), floors
     # unchanged: warped 86.3 clean, 82.2 noisy (83.6 before), 78.1 mute; re-performance 90.6,
     # 42.5, 60.8.
@@ -43,7 +46,7 @@ FLOORS = {
     ("warped", "noisy"): 78.0,
     ("warped", "mute"): 72.0,
     ("reperformance", "clean"): 84.0,
-    ("reperformance", "noisy"): 36.0,
+    ("reperformance", "noisy"): 46.0,
     ("reperformance", "mute"): 54.0,
 }
 # The measurement itself: the dub rendered through the true map must score near the ceiling,
