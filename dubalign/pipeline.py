@@ -1023,14 +1023,16 @@ def assess(
             f"the picture's own audio is {abs(slip) * 1000:.0f} ms {'late' if slip > 0 else 'early'} against its "
             "lips: not used as a guide, aligned on the lips only (--guide always uses it anyway)"
         )
-    elif use_guide and features.guide_weight < 1.0 and trust is not None and guide_weight(agreement) == 1.0:
-        warnings.append(
-            f"the picture's audio is noisy (speech {trust.range_db:.0f} dB above its noise floor) and not the "
-            f"dub's own performance (guide weight {features.guide_weight:.2f}): aligned mostly on the lips"
-        )
     elif use_guide and features.guide_weight < 1.0:
+        why = []  # what held the guide's weight down (see place_dub)
+        if agreement is None or guide_weight(agreement) < 1.0:
+            why.append("hardly follows the dub")
+        if trust is not None and trust.factor < 1.0:
+            why.append(
+                f"is noisy (speech {trust.range_db:.0f} dB above its noise floor) and not the dub's own performance"
+            )
         warnings.append(
-            f"the picture's audio hardly follows the dub (guide weight {features.guide_weight:.2f}): "
+            f"the picture's audio {', and '.join(why)} (guide weight {features.guide_weight:.2f}): "
             "aligned mostly on the lips"
         )
     return warnings

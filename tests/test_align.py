@@ -25,6 +25,7 @@ from helpers import (
 from dubalign import pipeline as align_module
 from dubalign.errors import AlignmentError, MediaError, ParameterError
 from dubalign.pipeline import AlignConfig, AlignmentResult, PictureAnalysis, align, align_dub, analyze_picture
+from dubalign.sync import GuideTrust
 from dubalign.timemap import TimeMap
 from dubalign.units import ANALYSIS_SR
 
@@ -210,6 +211,25 @@ def test_unrelated_picture_audio_is_dropped_as_a_guide(analysis, dub_path, rng):
     assert seen["guide_agreement"] < 0.2
     assert res.guide_weight < 1.0
     assert any("hardly follows the dub" in w for w in res.warnings)
+
+
+def test_the_warning_says_what_held_the_guide_down(analysis, dub_path):
+    seen = {}
+    align_dub(analysis, dub_path, AlignConfig(guide="always"), hook=seen.__setitem__)
+    weak = dataclasses.replace(seen["sync_features"], guide_weight=0.03)
+    noisy_new_take = GuideTrust(range_db=6.6, same_take=0.02)
+
+    def warning(agreement: float, trust: GuideTrust) -> str:
+        found = [w for w in align_module.assess(analysis, weak, np.ones(3), 0.9, AlignConfig(), True, None,
+                                                agreement, trust) if w.startswith("the picture's audio")]
+        assert len(found) == 1
+        return found[0]
+
+    follows_but_noisy = warning(0.9, noisy_new_take)
+    assert "is noisy (speech 7 dB above its noise floor) and not the dub's own performance" in follows_but_noisy
+    assert "hardly follows" not in follows_but_noisy and "guide weight 0.03" in follows_but_noisy
+    assert "is noisy" not in warning(0.0, GuideTrust(range_db=30.0, same_take=0.5))
+    assert "hardly follows the dub, and is noisy" in warning(0.0, noisy_new_take)
 
 
 def test_the_lips_keep_their_aim_in_proportion_to_their_share(analysis, dub_path):
