@@ -591,9 +591,11 @@ def place_dub(
 ) -> Placement:
     """Fuse, solve and map: the path through the sync costs and the time map made from it.
 
-    With a guide, the dub is placed once, then the guide's agreement with the placed dub sets its
-    weight; a guide that hardly follows the dub (another take, music, wild sound) is weighted down
-    or dropped and the dub placed again. Maps aim up to LIPS_ONLY_AIM_S later, in proportion to
+    With a guide, the dub is placed once, then the placed dub sets the guide's weight: how well the
+    picture's audio follows it (a guide that hardly does, such as music or wild sound, is weighted
+    down or dropped) and whether that audio is clean or the dub's own performance (a new
+    performance under noise is dropped, see sync.GuideTrust); when that lowers it, the dub is placed
+    again. Maps aim up to LIPS_ONLY_AIM_S later, in proportion to
     the lips' share, unless the editor's sync points pin them.
     """
     hook = hook or _noop
