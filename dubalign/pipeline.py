@@ -595,8 +595,8 @@ def place_dub(
     picture's audio follows it (a guide that hardly does, such as music or wild sound, is weighted
     down or dropped) and whether that audio is clean or the dub's own performance (a new
     performance under noise is dropped, see sync.GuideTrust); when that lowers it, the dub is placed
-    again. Maps aim up to LIPS_ONLY_AIM_S later, in proportion to
-    the lips' share, unless the editor's sync points pin them.
+    again. Maps aim up to LIPS_ONLY_AIM_S later, in proportion to the lips' share, unless the
+    editor's sync points pin them.
     """
     hook = hook or _noop
     path, timemap = _solve_map(sync, config=config, speech=feats.speech, pauses=feats.pauses, tails=feats.tails)
