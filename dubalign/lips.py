@@ -8,10 +8,14 @@ with how wide the mouth is open). Frames without a face are marked and carry zer
 
 from __future__ import annotations
 
+import importlib
 import importlib.resources
+import importlib.util
 import os
+import sys
 import threading
 import time
+import types
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
@@ -109,21 +113,92 @@ def landmarker_model_path() -> str:
     return str(ref)
 
 
+@dataclass(frozen=True)
+class _MediaPipeAPI:
+    """The pieces of MediaPipe that dubalign calls (see ``_mediapipe``)."""
+
+    face_landmarker: types.ModuleType  # FaceLandmarker, FaceLandmarkerOptions
+    BaseOptions: type
+    Image: type
+    ImageFormat: type
+    RunningMode: type
+
+
+_MEDIAPIPE_LOCK = threading.Lock()
+_MEDIAPIPE: _MediaPipeAPI | None = None
+# The parent packages whose __init__ imports every MediaPipe task (text, audio, the drawing utils
+# and with them matplotlib's pyplot): 1-2 s of a short line's start-up.
+_MEDIAPIPE_PARENTS = ("mediapipe", "mediapipe.tasks", "mediapipe.tasks.python",
+                      "mediapipe.tasks.python.vision")
+
+
+def _mediapipe() -> _MediaPipeAPI:
+    """MediaPipe's Face Landmarker API, imported once per process (thread-safe).
+
+    When the caller has not imported mediapipe, only the modules the Face Landmarker needs are
+    loaded, under empty stand-ins for its parent packages (``_MEDIAPIPE_PARENTS``): 0.2 s instead
+    of 2 s on the development machine. Every ``mediapipe`` module is then dropped from
+    ``sys.modules`` again (dubalign keeps its own references), so a later ``import mediapipe``
+    loads the whole package as usual. Should another MediaPipe release move these modules, the
+    plain import is used.
+    """
+    global _MEDIAPIPE
+    with _MEDIAPIPE_LOCK:
+        if _MEDIAPIPE is None:
+            _MEDIAPIPE = None if "mediapipe" in sys.modules else _import_mediapipe_light()
+            if _MEDIAPIPE is None:
+                from mediapipe.tasks.python import vision
+                from mediapipe.tasks.python.core import base_options
+                from mediapipe.tasks.python.vision.core import image
+
+                _MEDIAPIPE = _MediaPipeAPI(vision.face_landmarker, base_options.BaseOptions,
+                                           image.Image, image.ImageFormat, vision.RunningMode)
+        return _MEDIAPIPE
+
+
+def _import_mediapipe_light() -> _MediaPipeAPI | None:
+    spec = importlib.util.find_spec("mediapipe")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    root = Path(list(spec.submodule_search_locations)[0])
+    for name in _MEDIAPIPE_PARENTS:
+        stand_in = types.ModuleType(name)
+        stand_in.__path__ = [str(root.joinpath(*name.split(".")[1:]))]
+        sys.modules[name] = stand_in
+    try:
+        face_landmarker = importlib.import_module("mediapipe.tasks.python.vision.face_landmarker")
+        base_options = importlib.import_module("mediapipe.tasks.python.core.base_options")
+        image = importlib.import_module("mediapipe.tasks.python.vision.core.image")
+        running_mode = importlib.import_module(
+            "mediapipe.tasks.python.vision.core.vision_task_running_mode")
+        return _MediaPipeAPI(face_landmarker, base_options.BaseOptions, image.Image,
+                             image.ImageFormat, running_mode.VisionTaskRunningMode)
+    except (ImportError, AttributeError):
+        return None
+    finally:
+        for name in [n for n in sys.modules if n == "mediapipe" or n.startswith("mediapipe.")]:
+            del sys.modules[name]
+
+
 def make_landmarker(max_faces: int = MAX_FACES, *, video: bool = True):
     """A MediaPipe FaceLandmarker, in video mode (it tracks between frames) or for single images."""
-    from mediapipe.tasks import python as mp_tasks
-    from mediapipe.tasks.python import vision
-
-    options = vision.FaceLandmarkerOptions(
-        base_options=mp_tasks.BaseOptions(model_asset_path=landmarker_model_path()),
-        running_mode=vision.RunningMode.VIDEO if video else vision.RunningMode.IMAGE,
+    mp = _mediapipe()
+    options = mp.face_landmarker.FaceLandmarkerOptions(
+        base_options=mp.BaseOptions(model_asset_path=landmarker_model_path()),
+        running_mode=mp.RunningMode.VIDEO if video else mp.RunningMode.IMAGE,
         num_faces=max_faces,
         output_face_blendshapes=True,
         min_face_detection_confidence=0.4,
         min_face_presence_confidence=0.4,
         min_tracking_confidence=0.4,
     )
-    return vision.FaceLandmarker.create_from_options(options)
+    return mp.face_landmarker.FaceLandmarker.create_from_options(options)
+
+
+def _image(rgb: np.ndarray):
+    """An RGB frame as a MediaPipe image."""
+    mp = _mediapipe()
+    return mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb)
 
 
 @dataclass
@@ -168,12 +243,10 @@ def track_lips(
 
 def count_faces(images: Iterable[np.ndarray]) -> int:
     """The most faces seen in any of ``images`` (rgb uint8), up to MAX_FACES."""
-    import mediapipe as mp
-
     most = 0
     with make_landmarker(MAX_FACES, video=False) as landmarker:
         for rgb in images:
-            result = landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb))
+            result = landmarker.detect(_image(rgb))
             most = max(most, len(result.face_landmarks))
     return most
 
@@ -189,8 +262,6 @@ def track_faces(
     With ``max_faces`` > 1 MediaPipe runs its face detector on every frame in which it tracks
     fewer faces (about 30 % slower), so pictures known to hold one face should pass 1.
     """
-    import mediapipe as mp
-
     times: list[float] = []
     tracks: list[_Track] = []
     last_ms = -1
@@ -199,7 +270,7 @@ def track_faces(
             times.append(t)
             ms = max(int(round(t * 1000)), last_ms + 1)  # mediapipe needs strictly increasing stamps
             last_ms = ms
-            result = landmarker.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb), ms)
+            result = landmarker.detect_for_video(_image(rgb), ms)
             h, w = rgb.shape[:2]
             grey = None
             for k, marks in enumerate(result.face_landmarks):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -188,3 +190,21 @@ def test_fast_pictures_are_tracked_at_the_lip_model_rate(tmp_path, monkeypatch):
     both = every.present[same] & capped.track.present
     assert both.mean() > 0.9
     np.testing.assert_allclose(capped.track.lips[both], every.lips[same][both], atol=0.05)
+
+
+def test_mediapipe_is_imported_light_and_still_whole_for_the_caller():
+    # In a fresh process: dubalign loads only the Face Landmarker's modules, leaves no stand-in
+    # package behind, and the caller's own `import mediapipe` afterwards gets the whole package.
+    code = (
+        "import sys\n"
+        "from dubalign import lips\n"
+        "api = lips._mediapipe()\n"
+        "assert 'matplotlib' not in sys.modules\n"
+        "assert not [n for n in sys.modules if n.startswith('mediapipe')]\n"
+        "assert api.face_landmarker.FaceLandmarker.__name__ == 'FaceLandmarker'\n"
+        "import mediapipe as mp\n"
+        "from mediapipe.tasks.python import vision\n"
+        "assert vision.FaceLandmarker and mp.Image\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]

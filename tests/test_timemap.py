@@ -7,7 +7,7 @@ import pytest
 
 from dubalign.errors import ParameterError
 from dubalign.path import PathConstraints, WarpPath, solve_path
-from dubalign.timemap import TimeMap, anchored_shift, path_to_timemap
+from dubalign.timemap import TimeMap, anchored_shift, path_to_timemap, solve_pentadiagonal
 from dubalign.units import PATH_RATE
 
 
@@ -328,3 +328,27 @@ def test_anchors_are_checked():
         path_to_timemap(path, anchors=[(0.2, float("nan"))])
     with pytest.raises(ParameterError, match="at least one anchor"):
         anchored_shift(100, [])
+
+
+@pytest.mark.parametrize("n", [3, 4, 7, 200])
+def test_solve_pentadiagonal_matches_a_dense_solve(n):
+    rng = np.random.default_rng(n)
+    w = rng.uniform(0, 1e4, n - 2) * (rng.random(n - 2) < 0.7)
+    d0, d1, d2 = np.zeros(n), np.zeros(n - 1), np.zeros(n - 2)
+    d0[:-2] += w
+    d0[1:-1] += 4 * w
+    d0[2:] += w
+    d1[:-1] -= 2 * w
+    d1[1:] -= 2 * w
+    d2 += w
+    d0 += rng.uniform(0.5, 1e4, n)  # the data weights make it positive definite
+    a = np.diag(d0) + np.diag(d1, 1) + np.diag(d1, -1) + np.diag(d2, 2) + np.diag(d2, -2)
+    b = rng.normal(size=n)
+    np.testing.assert_allclose(solve_pentadiagonal(d0, d1, d2, b), np.linalg.solve(a, b),
+                               rtol=1e-9, atol=1e-12)
+
+
+def test_solve_pentadiagonal_refuses_an_indefinite_matrix():
+    with pytest.raises(np.linalg.LinAlgError):
+        solve_pentadiagonal(np.array([1.0, 1.0, 1.0]), np.array([2.0, 0.0]), np.array([0.0]),
+                            np.ones(3))
