@@ -19,6 +19,7 @@ steps (and thus the result) depends on the machine's speed; pass --steps for a b
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import sys
@@ -31,6 +32,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from clip_offsets import in_fold  # noqa: E402
 
 from dubalign.encoder import SyncEncoder, save_checkpoint  # noqa: E402
 from dubalign.model import (  # noqa: E402
@@ -54,9 +57,10 @@ EVAL_ONLY = ("dev",)
 class Clip:
     """One training clip on the VIDEO_RATE grid (features) and the FEATURE_RATE grid (mel)."""
 
-    def __init__(self, path: Path, want_crops: bool):
+    def __init__(self, path: Path, want_crops: bool, offset_s: float = 0.0):
         d = np.load(path)
         times, present, mel = d["times"], d["present"].astype(bool), d["mel"]
+        mel = retime_mel(mel, offset_s)
         duration = min(float(times[-1]), (len(mel) - 1) / FEATURE_RATE)
         grid = video_grid(duration)
         self.lips, self.present = resample_track(
@@ -71,12 +75,37 @@ class Clip:
         self.ok = self.n >= 8 and self.present[: self.n].mean() > 0.5
 
 
+def retime_mel(mel: np.ndarray, offset_s: float) -> np.ndarray:
+    """The clip's sound moved ``offset_s`` earlier (a clip whose sound comes late by that much is
+    brought into sync): frames cut at the start, or the quietest frame repeated there."""
+    k = int(round(offset_s * FEATURE_RATE))
+    if k > 0:
+        return mel[k:]
+    if k < 0:
+        quiet = mel[np.argmin(mel.sum(axis=1))]
+        return np.concatenate([np.repeat(quiet[None], -k, axis=0), mel])
+    return mel
+
+
+def read_offsets(path: Path, min_confidence: float) -> dict[tuple[str, str], float]:
+    """``clip_offsets.py``'s table -> {(source, clip): offset_s} of the clips measured off by two
+    picture frames or more with at least ``min_confidence``."""
+    with open(path) as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    return {(r["source"], r["clip"]): float(r["offset_s"]) for r in rows
+            if abs(int(r["offset_frames"])) >= 2 and float(r["confidence"]) >= min_confidence}
+
+
 def load_clips(feats: Path, want_crops: bool, limit: int | None, *, fraction: float = 1.0,
-               seed: int = 0) -> dict[str, list[Clip]]:
+               seed: int = 0, skip_fold: tuple[int, int] | None = None,
+               offsets: dict[tuple[str, str], float] | None = None) -> dict[str, list[Clip]]:
     """Every training clip under ``feats``, by source; ``fraction`` keeps a seeded random share of
-    each source's clips (for learning curves)."""
+    each source's clips (for learning curves); ``skip_fold`` leaves that fold out (see in_fold),
+    so that a model can measure the clips it was not trained on; ``offsets`` re-times clips
+    (read_offsets)."""
     sources = {}
     rng = np.random.default_rng(seed)
+    offsets = offsets or {}
     for src in sorted(p for p in feats.iterdir() if p.is_dir()):
         if src.name in EVAL_ONLY:
             continue
@@ -84,7 +113,10 @@ def load_clips(feats: Path, want_crops: bool, limit: int | None, *, fraction: fl
         if fraction < 1.0:
             keep = rng.permutation(len(files))[: max(1, round(fraction * len(files)))]
             files = [files[i] for i in sorted(keep)]
-        clips = [c for c in (Clip(f, want_crops) for f in files) if c.ok]
+        if skip_fold is not None:
+            files = [f for f in files if not in_fold(f.stem, skip_fold)]
+        clips = [c for c in (Clip(f, want_crops, offsets.get((src.name, f.stem), 0.0))
+                             for f in files) if c.ok]
         if clips:
             sources[src.name] = clips
     return sources
@@ -237,9 +269,22 @@ def main() -> None:
     ap.add_argument("--init", type=Path, default=None, help="start from this checkpoint's weights")
     ap.add_argument("--fraction", type=float, default=1.0,
                     help="train on this share of each source's clips (a learning curve)")
+    ap.add_argument("--skip-fold", default=None, metavar="K/N",
+                    help="leave out fold K of a stable N-way split of the clips (to measure them)")
+    ap.add_argument("--offsets", type=Path, default=None,
+                    help="clip_offsets.py table: re-time the clips measured off by 2+ frames")
+    ap.add_argument("--min-confidence", type=float, default=0.0,
+                    help="with --offsets: re-time only clips measured with this confidence")
     args = ap.parse_args()
     if not 0.0 < args.fraction <= 1.0:
         ap.error("--fraction must be in (0, 1]")
+    skip_fold = None
+    if args.skip_fold is not None:
+        k, n = (int(x) for x in args.skip_fold.split("/"))
+        if not 0 <= k < n:
+            ap.error("--skip-fold must be K/N with 0 <= K < N")
+        skip_fold = (k, n)
+    offsets = read_offsets(args.offsets, args.min_confidence) if args.offsets else None
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -253,7 +298,9 @@ def main() -> None:
     want_crops = args.design in ("crops", "both")
     t_load = time.time()
     sources = load_clips(args.feats, want_crops, args.limit, fraction=args.fraction,
-                         seed=args.seed)
+                         seed=args.seed, skip_fold=skip_fold, offsets=offsets)
+    if offsets:
+        print(f"{len(offsets)} clips re-timed from {args.offsets}", flush=True)
     summary = {s: (len(c), round(sum(x.n for x in c) / 25 / 60, 1)) for s, c in sources.items()}
     print(f"data (clips, minutes): {summary}, loaded in {time.time() - t_load:.0f} s", flush=True)
 
