@@ -135,9 +135,9 @@ _MEDIAPIPE_PARENTS = ("mediapipe", "mediapipe.tasks", "mediapipe.tasks.python",
 def _mediapipe() -> _MediaPipeAPI:
     """MediaPipe's Face Landmarker API, imported once per process (thread-safe).
 
-    When the caller has not imported mediapipe, only the modules the Face Landmarker needs are
-    loaded, under empty stand-ins for its parent packages (``_MEDIAPIPE_PARENTS``): 0.2 s instead
-    of 2 s on the development machine. Every ``mediapipe`` module is then dropped from
+    When the caller has not imported mediapipe, only the modules the Face Landmarker needs (and its
+    C library) are loaded, under empty stand-ins for its parent packages (``_MEDIAPIPE_PARENTS``):
+    0.2 s instead of 2 s on the development machine. Every ``mediapipe`` module is then dropped from
     ``sys.modules`` again (dubalign keeps its own references), so a later ``import mediapipe``
     loads the whole package as usual. Should another MediaPipe release move these modules, the
     plain import is used.
@@ -171,6 +171,9 @@ def _import_mediapipe_light() -> _MediaPipeAPI | None:
         image = importlib.import_module("mediapipe.tasks.python.vision.core.image")
         running_mode = importlib.import_module(
             "mediapipe.tasks.python.vision.core.vision_task_running_mode")
+        # The C library is found through importlib.resources, which would import the package:
+        # load it now, while the stand-ins are there (MediaPipe keeps it for every later call).
+        importlib.import_module("mediapipe.tasks.python.core.mediapipe_c_bindings").load_raw_library()
         return _MediaPipeAPI(face_landmarker, base_options.BaseOptions, image.Image,
                              image.ImageFormat, running_mode.VisionTaskRunningMode)
     except (ImportError, AttributeError):
