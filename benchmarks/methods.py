@@ -164,7 +164,7 @@ def run_method(method: str, case: Case, condition: str) -> MethodOutput:
         pic_t, dub_t = guide_dtw_map(dub, sr, guide, ANALYSIS_SR)
         out = render_map(dub, sr, pic_t, dub_t, n_out)
     elif method in ("dubalign", "dubalign-lips"):
-        # imported here: the pipeline brings numba (and mediapipe once a picture is analysed), slow
+        # imported here: the pipeline brings PyAV (and mediapipe once a picture is analysed), slow
         # to load; scoring and the reference methods alone do not need them
         from dubalign.pipeline import AlignConfig, align_dub, analyze_picture
 

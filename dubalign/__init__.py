@@ -12,7 +12,7 @@ The public API, stable across minor versions::
     for take in ("take1.wav", "take2.wav"):
         result = dubalign.align_dub(picture, take, dubalign.AlignConfig(guide="off"))
 
-Names are imported on first use, so ``import dubalign`` stays fast (MediaPipe and numba load only
+Names are imported on first use, so ``import dubalign`` stays fast (MediaPipe and PyAV load only
 when an alignment needs them; torch only for ``adapt_from`` and training).
 """
 

@@ -342,7 +342,7 @@ def check_sync(
     if not track.present.any():
         raise AlignmentError("no face found in the picture: the sync cannot be checked from the lips")
     if model is None:
-        from .pipeline import load_lip_model  # the pipeline (numba) loads only when a check runs
+        from .pipeline import load_lip_model  # the pipeline loads only when a check runs
 
         model = load_lip_model()
 

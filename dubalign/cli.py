@@ -17,7 +17,6 @@ from .console import OneLineErrors, alignment_options, fail, mute_native_stderr,
 from .cuelist import parse_protect, parse_sync_points
 from .errors import DubalignError, ParameterError
 from .files import check_outputs
-from .path import kernels_compiled
 from .pipeline import AlignConfig, Progress, align
 
 
@@ -102,8 +101,6 @@ def align_command(picture, dub, output, guide, max_shift, model, renderer, tight
         check_outputs(outputs, inputs, overwrite=overwrite)
     except DubalignError as e:
         fail(str(e))
-    if not quiet and not kernels_compiled():
-        click.echo("dubalign: first run on this machine: compiling the path solver (a few seconds, once)", err=True)
     bars = _ProgressBars(enabled=not quiet and sys.stderr.isatty())
     started = time.perf_counter()
     try:

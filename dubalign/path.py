@@ -59,8 +59,9 @@ one cell per row: a step that crosses from one fixed row to the next must be ``(
 fixed rows are never pause rows. The step into a run's first row is free, so the run moves
 as a whole but is not stretched.
 
-Memory: the forward pass keeps the accumulated cost of only the last ``max_step + 1`` rows and an
-``int8`` backpointer per band cell, so it needs ``n_dub * width`` bytes beside the costs.
+Memory: the forward pass keeps the accumulated cost of only the last ``max_step + 1`` rows, an
+``int8`` backpointer per band cell and the step costs of one block of rows (about ``2**16`` cells
+per move), so it needs ``n_dub * width`` bytes beside the costs and a few MB of scratch.
 """
 
 from __future__ import annotations
@@ -68,9 +69,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
-import numba
 import numpy as np
 
 from .errors import AlignmentError, ParameterError
@@ -338,209 +337,288 @@ def _pool_any(rows: np.ndarray | None, factor: int) -> np.ndarray | None:
     return padded.reshape(-1, factor).any(axis=1)
 
 
-def _kernel_mask(mask: np.ndarray | None, n: int) -> np.ndarray:
-    """A writable bool array for the numba kernel (all False for None).
-
-    numba compiles read-only arrays as a separate type; a copy keeps one compiled signature.
-    """
-    return np.zeros(n, dtype=np.bool_) if mask is None else np.array(mask)
-
-
 # ----------------------------------------------------------------------------------------------
-# numba kernels
+# kernels
 
 
-@numba.njit(cache=True)
+def _row_mask(mask: np.ndarray | None, n: int) -> np.ndarray:
+    """A row mask as a bool array [shape=(n,)] (all False for None)."""
+    return np.zeros(n, dtype=np.bool_) if mask is None else mask
+
+
+@dataclass(frozen=True, eq=False)
+class _Moves:
+    """The moves the forward pass compares in every cell: the pattern's steps, then ``(1, 0)``.
+
+    The ``(1, 0)`` pause move is the step that covers its own cell (``cell_lo = cell_hi = 0``)
+    with ``pause_penalty``; it comes last, so it replaces a step only when strictly cheaper.
+    Backpointer ``m + 1`` is move ``m``; ``across`` (``n_moves + 1``) is the ``(0, 1)`` move.
+
+    rows, cols : np.ndarray [shape=(n_moves,)] int64
+    cell_lo, cell_hi : np.ndarray [shape=(n_moves, max_step)] int64
+    penalty : np.ndarray [shape=(n_moves,)] float64
+    allowed : np.ndarray [shape=(n_moves, n_dub)] bool
+        Whether move ``m`` may end in row ``i``: it starts inside the matrix, covers only soft
+        rows if it is slower than ``min_slope``, crosses no pair of consecutive fixed rows unless
+        it is ``(1, 1)``, and, for ``(1, 0)``, rows ``i - 1`` and ``i`` are both pause rows.
+    """
+
+    rows: np.ndarray
+    cols: np.ndarray
+    cell_lo: np.ndarray
+    cell_hi: np.ndarray
+    penalty: np.ndarray
+    allowed: np.ndarray
+
+    @property
+    def across(self) -> int:
+        """The backpointer of a ``(0, 1)`` move."""
+        return len(self.rows) + 1
+
+
+def _moves(constraints: PathConstraints, n: int) -> _Moves:
+    """The moves of :class:`_Moves` for ``n`` dub rows under ``constraints``."""
+    pattern = constraints.pattern
+    pause = _row_mask(constraints.pause_rows, n)
+    soft = _row_mask(constraints.soft_rows, n)
+    fixed = _row_mask(constraints.fixed_rows, n)
+    rows = np.append(pattern.rows, 1)
+    cols = np.append(pattern.cols, 0)
+    none = np.zeros((1, pattern.cell_lo.shape[1]), dtype=np.int64)
+    cell_lo = np.concatenate([pattern.cell_lo, none])
+    cell_hi = np.concatenate([pattern.cell_hi, none])
+    penalty = np.append(pattern.penalty, float(constraints.pause_penalty))
+
+    i = np.arange(n)
+    first = i[None, :] - rows[:, None] + 1  # first row each move covers
+    inside = first >= 1
+    # a move covers rows first .. i; soft_count[first .. i] by differences of a running count
+    soft_count = np.concatenate([[0], np.cumsum(soft)])
+    all_soft = soft_count[i + 1][None, :] - soft_count[np.maximum(first, 0)] == rows[:, None]
+    soft_only = np.append(pattern.cols / pattern.rows < constraints.min_slope - _SLOPE_TOL, False)
+    # last_locked[i]: the latest row k <= i entered from a fixed row k - 1 while fixed itself
+    # (-1: none); a move crosses such a pair iff last_locked[i] >= first
+    locked = np.concatenate([[False], fixed[:-1] & fixed[1:]])
+    last_locked = np.maximum.accumulate(np.where(locked, i, -1))
+    diagonal = (rows == 1) & (cols == 1)
+    squeeze = np.concatenate([[False], pause[:-1] & pause[1:]])
+    allowed = inside & (all_soft | ~soft_only[:, None]) & ((last_locked[None, :] < first) | diagonal[:, None])
+    allowed[-1] &= squeeze
+    return _Moves(rows=rows, cols=cols, cell_lo=cell_lo, cell_hi=cell_hi, penalty=penalty, allowed=allowed)
+
+
+def _step_costs(costs: np.ndarray, col_start: np.ndarray, moves: _Moves, active: np.ndarray, rows: range) -> np.ndarray:
+    """What each move adds to the accumulated cost of its source, for a block of rows.
+
+    Row ``i + k`` of a move from ``(i, j)`` is charged the mean of the costs of the cells it covers
+    (summed left to right), and the rows' charges are summed in order, as the plain reference
+    does; a move whose cells leave the band costs ``+inf``.
+
+    Parameters
+    ----------
+    costs : np.ndarray [shape=(n_dub, width)] float32
+    col_start : np.ndarray [shape=(n_dub,)] int64
+    moves : _Moves
+    active : np.ndarray [shape=(n_active,)] int
+        The moves wanted: allowed in every row of ``rows``.
+    rows : range
+        Consecutive rows ``i`` in ``1 .. n_dub - 1``: where the moves end.
+
+    Returns
+    -------
+    np.ndarray [shape=(len(rows), n_active, width)] float64
+        Entry ``[r, a, t]``: move ``active[a]`` ending in cell ``(rows[r], col_start[rows[r]] + t)``.
+    """
+    w = costs.shape[1]
+    i = np.arange(rows.start, rows.stop)
+    span = int(moves.rows[active].max(initial=1))  # the moves cover rows i - span + 1 .. i
+    first = rows.start - span + 1
+    # pad columns of +inf: cells up to `pad` columns left of the band, or right of it, read +inf
+    pad = int(moves.cols.max())
+    padded = np.full((rows.stop - first, pad + 2 * w), np.inf)
+    padded[:, pad : pad + w] = costs[first : rows.stop]
+    window = np.lib.stride_tricks.sliding_window_view(padded, w, axis=1)  # [row, pad + d]: shifted by d
+    lag = [col_start[i] - col_start[i - d] for d in range(span)]  # row i's band starts lag[d] right of row i - d's
+    out = np.empty((len(i), len(active), w))
+    for q, m in enumerate(active.tolist()):
+        a, b = int(moves.rows[m]), int(moves.cols[m])
+        step = None
+        for k in range(a):
+            d = a - 1 - k  # the move covers row i - d
+            lo, hi = int(moves.cell_lo[m, k]), int(moves.cell_hi[m, k])
+            total = None
+            for c in range(lo, hi + 1):
+                if d == 0:  # row i itself: one shift for all rows
+                    cells = padded[rows.start - first :, pad + c - b : pad + c - b + w]
+                else:
+                    cells = window[i - d - first, np.minimum(lag[d] + c - b, w) + pad]
+                total = cells if total is None else total + cells
+            if hi > lo:
+                total = total / (hi - lo + 1)
+            step = total if step is None else step + total
+        out[:, q] = step
+    return out
+
+
+# band cells per block of rows whose step costs are gathered at once: about 0.5 MB of scratch
+# per move; blocks of 2**14 .. 2**18 cells ran about as fast on a 6,000 x 601 band
+_BLOCK_CELLS = 1 << 16
+# moves a run of (0, 1) moves is followed one by one before the rest is summed at once: about
+# what one array operation costs
+_SWEEP_STEPS = 8
+
+
+def _blocks(allowed: np.ndarray, size: int) -> list[range]:
+    """Rows ``1 .. n_dub - 1`` in blocks of at most ``size`` rows that allow the same moves.
+
+    ``allowed`` [shape=(n_moves, n_dub)] bool, as in :class:`_Moves`.
+    """
+    n = allowed.shape[1]
+    changes = np.flatnonzero((allowed[:, 2:] != allowed[:, 1:-1]).any(axis=0)) + 2
+    bounds = [*sorted(set(changes.tolist()) | set(range(1, n, size))), n]
+    return [range(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
 def _forward(
-    costs,
-    col_start,
-    start_lo,
-    start_hi,
-    rows,
-    cols,
-    cell_lo,
-    cell_hi,
-    penalty,
-    pause,
-    pause_penalty,
-    pause_weight,
-    soft,
-    soft_only,
-    fixed,
-    diagonal,
-):
+    costs: np.ndarray, col_start: np.ndarray, start: tuple[int, int], constraints: PathConstraints, moves: _Moves
+) -> tuple[np.ndarray, np.ndarray]:
     """Accumulated cost of the last row and the int8 backpointers.
 
-    A step with ``soft_only[s]`` may only cover rows marked ``soft``; a step without
-    ``diagonal[s]`` may not cross from one ``fixed`` row to the next.
+    Rows are solved in turn, all cells of a row and all moves at once: a cell's cost is the
+    least of ``source + step cost + penalty`` over the moves of :func:`_moves` (the first move
+    wins on ties, so the earliest step in the pattern, and ``(1, 0)`` only when strictly
+    cheaper), then the ``(0, 1)`` moves sweep along a pause row. Only the last
+    ``max_step + 1`` rows of accumulated costs are kept.
 
-    A backpointer is the pattern step index + 1, ``n_steps + 1`` for a ``(1, 0)`` pause move,
-    ``n_steps + 2`` for a ``(0, 1)`` pause move, 0 where there is no predecessor.
+    Parameters
+    ----------
+    costs : np.ndarray [shape=(n_dub, width)] float32
+    col_start : np.ndarray [shape=(n_dub,)] int64
+    start : (int, int)
+        Inclusive range of columns the path may start in (row 0).
+    constraints : PathConstraints
+        For the pause rows and the ``(0, 1)`` charges.
+    moves : _Moves
+        From :func:`_moves` for the same constraints.
+
+    Returns
+    -------
+    final : np.ndarray [shape=(width,)] float64
+        Accumulated cost of the last row's cells; ``+inf`` where unreachable.
+    back : np.ndarray [shape=(n_dub, width)] int8
+        Move ``m + 1`` (see :class:`_Moves`), ``across`` for a ``(0, 1)`` move, 0 where there is
+        no predecessor.
     """
     n, w = costs.shape
-    n_steps = rows.shape[0]
-    down = n_steps + 1
-    across = n_steps + 2
-    depth = 1
-    for s in range(n_steps):
-        depth = max(depth, rows[s] + 1)
-    ring = np.full((depth, w), np.inf)  # accumulated cost of rows i - depth + 1 .. i
+    pause = _row_mask(constraints.pause_rows, n).tolist()
+    depth = int(moves.rows.max()) + 1
+    pad = int(moves.cols.max())
+    # accumulated cost of rows i - depth + 1 .. i in columns pad .. pad + w - 1, +inf around them
+    ring = np.full((depth, pad + 2 * w), np.inf)
+    window = np.lib.stride_tricks.sliding_window_view(ring, w, axis=1)  # [slot, pad + d]: shifted by d
     back = np.zeros((n, w), dtype=np.int8)
-    # last_locked[i]: the latest row k <= i entered from a fixed row k - 1 while fixed itself
-    # (-1: none), so a step from row i0 crosses a locked pair iff last_locked[i] > i0
-    last_locked = np.full(n, -1, dtype=np.int64)
-    for i in range(1, n):
-        last_locked[i] = i if fixed[i - 1] and fixed[i] else last_locked[i - 1]
 
-    for t in range(w):
-        c = col_start[0] + t
-        if start_lo <= c <= start_hi:
-            ring[0, t] = costs[0, t]
+    cols0 = col_start[0] + np.arange(w)
+    ring[0, pad : pad + w] = np.where((cols0 >= start[0]) & (cols0 <= start[1]), costs[0], np.inf)
     if pause[0]:
-        _sweep_across(ring[0], costs[0], back[0], across, pause_penalty, pause_weight)
-
-    for i in range(1, n):
-        r = i % depth
-        squeeze = pause[i] and pause[i - 1]
-        locked = last_locked[i]
-        for t in range(w):
-            j = col_start[i] + t
-            best = np.inf
-            arg = 0
-            for s in range(n_steps):
-                a = rows[s]
-                i0 = i - a
-                if i0 < 0:
-                    continue
-                if soft_only[s]:
-                    ok = True
-                    for k in range(a):
-                        ok = ok and soft[i0 + k + 1]
-                    if not ok:
-                        continue
-                if locked > i0 and not diagonal[s]:
-                    continue
-                j0 = j - cols[s]
-                t0 = j0 - col_start[i0]
-                if t0 < 0 or t0 >= w:
-                    continue
-                prev = ring[i0 % depth, t0]
-                if prev == np.inf:
-                    continue
-                step = 0.0
-                for k in range(a):
-                    row = i0 + k + 1
-                    lo = j0 + cell_lo[s, k] - col_start[row]
-                    hi = j0 + cell_hi[s, k] - col_start[row]
-                    if lo < 0 or hi >= w:
-                        step = np.inf
-                        break
-                    acc = 0.0
-                    for u in range(lo, hi + 1):
-                        acc += costs[row, u]
-                    step += acc / (hi - lo + 1)
-                cand = prev + step + penalty[s]
-                if cand < best:
-                    best = cand
-                    arg = s + 1
-            if squeeze:
-                t0 = j - col_start[i - 1]
-                if 0 <= t0 < w:
-                    cand = ring[(i - 1) % depth, t0] + costs[i, t] + pause_penalty
-                    if cand < best:
-                        best = cand
-                        arg = down
-            ring[r, t] = best
-            back[i, t] = arg
-        if pause[i]:
-            _sweep_across(ring[r], costs[i], back[i], across, pause_penalty, pause_weight)
-    return ring[(n - 1) % depth].copy(), back
+        _sweep_across(ring[0, pad : pad + w], back[0], _across_charges(costs[:1], constraints)[0], moves.across)
+    for rows in _blocks(moves.allowed, max(_BLOCK_CELLS // w, 1)):
+        active = np.flatnonzero(moves.allowed[:, rows.start])  # in order: ties go to the first
+        steps = _step_costs(costs, col_start, moves, active, rows)
+        penalty = moves.penalty[active, None]
+        i = np.arange(rows.start, rows.stop)[:, None]
+        source = i - moves.rows[active]
+        # candidate 0 reads the +inf right of the band, so that cells nothing reaches get
+        # backpointer 0 from the argmin
+        slots = np.concatenate([np.zeros_like(i), source % depth], axis=1)
+        shifts = np.minimum(col_start[i] - moves.cols[active] - col_start[source], w) + pad
+        shifts = np.concatenate([np.full_like(i, pad + w), shifts], axis=1)
+        codes = np.concatenate([[0], active + 1]).astype(np.int8)
+        in_pause = any(pause[rows.start : rows.stop])
+        extra = _across_charges(costs[rows.start : rows.stop], constraints) if in_pause else None
+        for r, row in enumerate(rows):
+            cand = window[slots[r], shifts[r]]
+            cand[1:] += steps[r]
+            cand[1:] += penalty
+            best = ring[row % depth, pad : pad + w]
+            cand.min(axis=0, out=best)
+            np.take(codes, cand.argmin(axis=0), out=back[row])
+            if pause[row]:
+                _sweep_across(best, back[row], extra[r], moves.across)
+    return ring[(n - 1) % depth, pad : pad + w].copy(), back
 
 
-@numba.njit(cache=True)
-def _sweep_across(acc, row_costs, row_back, code, pause_penalty, pause_weight):
-    """``(0, 1)`` moves along one pause row, left to right, in place."""
-    for t in range(1, acc.shape[0]):
-        if row_costs[t] == np.inf:  # forbidden, whatever the weight
+def _across_charges(costs: np.ndarray, constraints: PathConstraints) -> np.ndarray:
+    """What a ``(0, 1)`` move into each cell adds: ``pause_weight * max(cost, 0) + pause_penalty``.
+
+    ``costs`` [shape=(n_rows, width)] float32; returns float64 of the same shape, ``+inf`` on
+    forbidden cells.
+    """
+    costs = costs.astype(np.float64)  # float32 would round the charges
+    finite = np.isfinite(costs)
+    extra = float(constraints.pause_weight) * np.maximum(np.where(finite, costs, 0.0), 0.0)
+    extra += float(constraints.pause_penalty)
+    return np.where(finite, extra, np.inf)
+
+
+def _sweep_across(acc: np.ndarray, row_back: np.ndarray, extra: np.ndarray, code: int) -> None:
+    """``(0, 1)`` moves along one pause row, left to right, in place.
+
+    The result is that of the sequential sweep ``acc[t] = min(acc[t], acc[t - 1] + extra[t])``
+    for ``t = 1 .. width - 1`` (``extra`` is ``+inf`` on forbidden cells), with
+    ``row_back[t] = code`` where the move is strictly cheaper, and the same sums: a run of moves
+    can only begin at a column where the move from the unchanged column before already gains.
+    Most runs are short: each is followed move by move for ``_SWEEP_STEPS`` columns, then the rest
+    of a long one at once, as running sums (``np.add.accumulate`` adds in order) while they stay
+    below ``acc``. ``extra`` is used as scratch.
+    """
+    w = acc.shape[0]
+    gains = np.flatnonzero(acc[:-1] + extra[1:] < acc[1:]) + 1
+    done = 0
+    for t in gains.tolist():
+        if t <= done:  # inside the run that an earlier column began
             continue
-        cand = acc[t - 1] + (pause_weight * max(row_costs[t], 0.0) + pause_penalty)
-        if cand < acc[t]:
-            acc[t] = cand
+        stop = min(t + _SWEEP_STEPS, w)
+        while t < stop:
+            value = acc[t - 1] + extra[t]
+            if not value < acc[t]:
+                break
+            acc[t] = value
             row_back[t] = code
-
-
-@numba.njit(cache=True)
-def _backtrace(back, col_start, end_col, rows, cols, cell_lo, cell_hi):
-    """Cells of the path ending at ``(n - 1, end_col)``, start to end."""
-    n_steps = rows.shape[0]
-    down = n_steps + 1
-    across = n_steps + 2
-    # First pass: count the moves and cells, so that the arrays fit without a bound of n * w.
-    m = 0
-    n_cells = 1
-    i = back.shape[0] - 1
-    j = end_col
-    while True:
-        code = back[i, j - col_start[i]]
-        if code == 0:
-            break
-        m += 1
-        if code == down:
-            n_cells += 1
-            i -= 1
-        elif code == across:
-            n_cells += 1
-            j -= 1
+            t += 1
         else:
-            s = code - 1
-            for k in range(rows[s]):
-                n_cells += cell_hi[s, k] - cell_lo[s, k] + 1
-            i -= rows[s]
-            j -= cols[s]
+            if t < w:
+                extra[t - 1] = acc[t - 1]  # the running sums start from the last column lowered
+                run = np.add.accumulate(extra[t - 1 :])[1:]
+                lower = run < acc[t:]
+                n_lower = int(lower.argmin())
+                if lower[n_lower]:  # all of them
+                    n_lower = lower.shape[0]
+                acc[t : t + n_lower] = run[:n_lower]
+                row_back[t : t + n_lower] = code
+                t += n_lower
+        done = t
+
+
+def _backtrace(back: np.ndarray, col_start: np.ndarray, end_col: int, moves: _Moves) -> tuple[np.ndarray, np.ndarray]:
+    """Cells of the path ending at ``(n_dub - 1, end_col)``, start to end, as (dub, pic) arrays."""
+    rows, cols = moves.rows.tolist(), moves.cols.tolist()
+    cell_lo, cell_hi = moves.cell_lo.tolist(), moves.cell_hi.tolist()
+    starts = col_start.tolist()
+    runs = []  # the cells each move adds, end to start
+    i, j = back.shape[0] - 1, end_col
+    while code := int(back[i, j - starts[i]]):
+        if code == moves.across:
+            runs.append([(i, j)])
+            j -= 1
+            continue
+        m = code - 1
+        i, j = i - rows[m], j - cols[m]
+        runs.append([(i + k + 1, j + c) for k in range(rows[m]) for c in range(cell_lo[m][k], cell_hi[m][k] + 1)])
     if i != 0:
         raise RuntimeError("broken backpointer chain")
-
-    codes = np.empty(m, dtype=np.int64)  # moves, end to start
-    i = back.shape[0] - 1
-    j = end_col
-    for v in range(m):
-        code = back[i, j - col_start[i]]
-        codes[v] = code
-        if code == down:
-            i -= 1
-        elif code == across:
-            j -= 1
-        else:
-            i -= rows[code - 1]
-            j -= cols[code - 1]
-
-    dub = np.empty(n_cells, dtype=np.int64)
-    pic = np.empty(n_cells, dtype=np.int64)
-    dub[0] = 0
-    pic[0] = j
-    q = 1
-    i = 0
-    for v in range(m - 1, -1, -1):
-        code = codes[v]
-        if code == down:
-            i += 1
-            dub[q] = i
-            pic[q] = j
-            q += 1
-        elif code == across:
-            j += 1
-            dub[q] = i
-            pic[q] = j
-            q += 1
-        else:
-            s = code - 1
-            for k in range(rows[s]):
-                for c in range(cell_lo[s, k], cell_hi[s, k] + 1):
-                    dub[q] = i + k + 1
-                    pic[q] = j + c
-                    q += 1
-            i += rows[s]
-            j += cols[s]
+    cells = [(0, j)] + [cell for run in reversed(runs) for cell in run]
+    dub, pic = (np.array(frames, dtype=np.int64) for frames in zip(*cells, strict=True))
     return dub, pic
 
 
@@ -621,16 +699,6 @@ def _unreachable(what: str) -> AlignmentError:
     return AlignmentError(f"no path satisfies the constraints: {what}; {_STRETCH_HINT}")
 
 
-def kernels_compiled() -> bool:
-    """Whether the numba kernels are in numba's on-disk cache (False on a fresh install, where the
-    first solve compiles them for this machine: several seconds, once)."""
-    kernels = (_forward, _sweep_across, _backtrace)
-    try:
-        return all(Path(k._cache._cache_file._index_path).is_file() for k in kernels)
-    except AttributeError:  # another numba's internals: assume compiled rather than cry wolf
-        return True
-
-
 def solve_path(
     costs: np.ndarray,
     col_start: np.ndarray,
@@ -639,7 +707,7 @@ def solve_path(
     end_cols: tuple[int, int] | None = None,
     constraints: PathConstraints = PathConstraints(),
 ) -> WarpPath:
-    """Cheapest slope-limited path through a banded cost matrix (numba).
+    """Cheapest slope-limited path through a banded cost matrix.
 
     Parameters
     ----------
@@ -672,40 +740,12 @@ def solve_path(
     start_lo, start_hi = _check_range("start_cols", start_cols)
     n, w = costs.shape
     constraints.check(n)
-    # The one place the constraints are unpacked into the kernel's plain arrays and scalars.
-    pattern = constraints.pattern
-    soft_only = pattern.cols / pattern.rows < constraints.min_slope - _SLOPE_TOL
-    diagonal = (pattern.rows == 1) & (pattern.cols == 1)
-    final, back = _forward(
-        costs,
-        col_start,
-        start_lo,
-        start_hi,
-        pattern.rows,
-        pattern.cols,
-        pattern.cell_lo,
-        pattern.cell_hi,
-        pattern.penalty,
-        _kernel_mask(constraints.pause_rows, n),
-        float(constraints.pause_penalty),
-        float(constraints.pause_weight),
-        _kernel_mask(constraints.soft_rows, n),
-        soft_only,
-        _kernel_mask(constraints.fixed_rows, n),
-        diagonal,
-    )
+    moves = _moves(constraints, n)
+    final, back = _forward(costs, col_start, (start_lo, start_hi), constraints, moves)
     end_col = _pick_end(
         final, col_start[-1] + np.arange(w), end_cols, costs[0], col_start[0], (start_lo, start_hi)
     )
-    dub, pic = _backtrace(
-        back,
-        col_start,
-        end_col,
-        pattern.rows,
-        pattern.cols,
-        pattern.cell_lo,
-        pattern.cell_hi,
-    )
+    dub, pic = _backtrace(back, col_start, end_col, moves)
     return WarpPath(dub_frames=dub, pic_frames=pic, cost=float(final[end_col - col_start[-1]]) / n)
 
 

@@ -267,7 +267,7 @@ def test_corrupted_weights_are_refused_by_their_checksum(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not EXAMPLE.is_dir() or not SHIPPED.is_file(), reason="the example or the model is not there")
-def test_aligning_the_example_never_imports_torch(tmp_path):
+def test_aligning_the_example_imports_only_what_it_runs(tmp_path):
     out, modules = tmp_path / "out.wav", tmp_path / "modules.json"
     # `dubalign align`, noting at exit which modules it imported (-X importtime writes to the native
     # stderr, which the CLI mutes while MediaPipe runs)
@@ -284,3 +284,7 @@ def test_aligning_the_example_never_imports_torch(tmp_path):
     assert {"dubalign.model", "dubalign.inference"} <= imported  # the lip model did run
     assert not {m for m in imported if m == "torch" or m.startswith("torch.")}
     assert "dubalign.encoder" not in imported
+    # MediaPipe's Face Landmarker alone (lips._mediapipe), not its package's pyplot and every task
+    assert "matplotlib" not in imported
+    # the path solver and the smoother are numpy: neither numba nor scipy is loaded
+    assert not {"numba", "scipy"} & imported

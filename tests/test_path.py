@@ -1,12 +1,18 @@
-"""The path solver: hand-computed cases, a planted path, reference equality, constraints."""
+"""The path solver: hand-computed cases, a planted path, reference equality, exhaustive search,
+constraints."""
+
+import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
 
 from dubalign.errors import AlignmentError, ParameterError
 from dubalign.path import (
+    _SWEEP_STEPS,
     PathConstraints,
     WarpPath,
+    _sweep_across,
     band_around,
     dense_band,
     find_pauses,
@@ -155,7 +161,7 @@ def _random_case(rng):
 
 
 def _solve_both(costs, col_start, ends, options):
-    """Solve with numba and the reference; assert they agree exactly. None when unsolvable (both raise)."""
+    """Solve with solve_path and the reference; assert they agree exactly. None when unsolvable (both raise)."""
     constraints = PathConstraints(**options)
     try:
         expected = solve_path_reference(costs, col_start, **ends, constraints=constraints)
@@ -170,12 +176,117 @@ def _solve_both(costs, col_start, ends, options):
     return got
 
 
-def test_numba_matches_reference_on_random_bands(rng):
+def test_solver_matches_reference_on_random_bands(rng):
     n_solved = 0
     for _ in range(400):
         costs, col_start, ends, options = _random_case(rng)
         n_solved += _solve_both(costs, col_start, ends, options) is not None
     assert n_solved > 200  # the comparison must mostly run on solvable cases
+
+
+# ---------------------------------------------------------------------------------------------
+# exhaustive search: every monotone path on a tiny matrix, charged as the module docstring says
+
+
+def _brute_force(full, start_cols, end_cols, options, pause, soft, fixed):
+    """Cost (row costs plus penalties) and cells of every path the constraints allow.
+
+    Written from the module docstring alone: the steps are the coprime ``(a, b)`` up to
+    ``max_step`` within the slope limits, their cells the rounded straight line; soft rows, fixed
+    rows and pause moves as documented. Returns a list of ``(total, cells)``.
+    """
+    n, n_cols = full.shape
+    min_slope, max_slope = options["min_slope"], options["max_slope"]
+    lowest = options.get("soft_min_slope", min_slope)
+    max_step, jump, pause_penalty, pause_weight = (
+        options["max_step"], options["jump_penalty"], options["pause_penalty"], options["pause_weight"]
+    )
+    pause = pause & ~fixed
+    steps = [
+        (a, b)
+        for a in range(1, max_step + 1)
+        for b in range(1, max_step + 1)
+        if math.gcd(a, b) == 1 and lowest - 1e-9 <= b / a <= max_slope + 1e-9
+    ]
+
+    def step_cells(i, j, a, b):
+        ends = [math.floor(Fraction(k * b, a) + Fraction(1, 2)) for k in range(a + 1)]
+        return [
+            (i + k, j + c)
+            for k in range(1, a + 1)
+            for c in (range(ends[k - 1] + 1, ends[k] + 1) if ends[k] > ends[k - 1] else [ends[k]])
+        ]
+
+    found = []
+
+    def extend(i, j, total, cells):
+        if not np.isfinite(total):  # through a forbidden cell
+            return
+        if i == n - 1 and (end_cols is None or end_cols[0] <= j <= end_cols[1]):
+            found.append((total, cells))
+        for a, b in steps:
+            if i + a >= n or j + b >= n_cols:
+                continue
+            rows = range(i + 1, i + a + 1)
+            if b / a < min_slope - 1e-9 and not all(soft[r] for r in rows):
+                continue
+            if (a, b) != (1, 1) and any(fixed[r - 1] and fixed[r] for r in rows):
+                continue
+            new = step_cells(i, j, a, b)
+            charge = sum(np.mean([full[r, c] for r, c in new if r == row]) for row in rows)
+            extend(i + a, j + b, total + charge + (jump if (a, b) != (1, 1) else 0.0), cells + new)
+        if i + 1 < n and pause[i] and pause[i + 1]:  # (1, 0): squeeze
+            extend(i + 1, j, total + full[i + 1, j] + pause_penalty, cells + [(i + 1, j)])
+        if j + 1 < n_cols and pause[i] and np.isfinite(full[i, j + 1]):  # (0, 1): stretch
+            charge = pause_weight * max(full[i, j + 1], 0.0) + pause_penalty
+            extend(i, j + 1, total + charge, cells + [(i, j + 1)])
+
+    for j in range(start_cols[0], start_cols[1] + 1):
+        extend(0, j, float(full[0, j]), [(0, j)])
+    return found
+
+
+def test_solver_matches_exhaustive_search(rng):
+    n_solved = n_pause_moves = n_soft_changed = 0
+    for _ in range(200):
+        n, n_cols = int(rng.integers(1, 6)), int(rng.integers(1, 8))
+        full = rng.uniform(-0.5, 1.0, size=(n, n_cols)).astype(np.float32)  # no exact ties
+        full[rng.uniform(size=full.shape) < 0.05] = np.inf
+        options = dict(
+            [
+                dict(min_slope=2 / 3, max_slope=1.5, max_step=3),
+                dict(min_slope=0.5, max_slope=2.0, max_step=3),
+                dict(min_slope=0.75, max_slope=1.5, max_step=4),
+            ][int(rng.integers(0, 3))],
+            jump_penalty=float(rng.choice([0.0, 0.05, 0.3])),
+            pause_penalty=float(rng.choice([0.0, 0.05])),
+            pause_weight=float(rng.choice([0.0, 0.1, 1.0])),
+        )
+        pause, soft, fixed = (rng.uniform(size=n) < p for p in (0.5, 0.8, 0.3))
+        masks = dict(pause_rows=pause, soft_rows=soft, fixed_rows=fixed)
+        options["soft_min_slope"] = 0.5 * options["min_slope"]
+        s0 = int(rng.integers(0, n_cols))
+        start = (s0, min(s0 + int(rng.integers(0, 3)), n_cols - 1))
+        end = None if rng.uniform() < 0.5 else (int(rng.integers(0, n_cols)), n_cols - 1)
+        found = _brute_force(full.astype(np.float64), start, end, options, pause, soft, fixed)
+        constraints = PathConstraints(**options, **masks)
+        if not found:
+            with pytest.raises(AlignmentError):
+                solve_path(*_full(full), start_cols=start, end_cols=end, constraints=constraints)
+            continue
+        n_solved += 1
+        found.sort(key=lambda tc: tc[0])
+        best, cells = found[0]
+        got = solve_path(*_full(full), start_cols=start, end_cols=end, constraints=constraints)
+        assert got.cost * n == pytest.approx(best, rel=1e-9, abs=1e-9)
+        if len(found) == 1 or found[1][0] - best > 1e-6:  # a unique optimum: the same cells
+            assert _cells(got) == cells
+        moves = set(zip(np.diff(got.dub_frames).tolist(), np.diff(got.pic_frames).tolist(), strict=True))
+        n_pause_moves += (1, 0) in moves or (0, 1) in moves
+        hard = _brute_force(full.astype(np.float64), start, end, options, pause, np.zeros(n, dtype=bool), fixed)
+        n_soft_changed += not hard or min(total for total, _ in hard) != best
+    assert n_solved > 80
+    assert n_pause_moves > 10 and n_soft_changed > 5  # pause moves and soft steps were exercised
 
 
 # ---------------------------------------------------------------------------------------------
@@ -452,7 +563,7 @@ def _random_pauses(rng, n):
     return pause
 
 
-def test_numba_matches_reference_with_pauses(rng):
+def test_solver_matches_reference_with_pauses(rng):
     n_solved = n_moves = 0
     for _ in range(400):
         costs, col_start, ends, options = _random_case(rng)
@@ -469,6 +580,30 @@ def test_numba_matches_reference_with_pauses(rng):
         n_moves += (1, 0) in moves or (0, 1) in moves
     assert n_solved > 200
     assert n_moves > 20  # pause moves were actually exercised
+
+
+def test_sweep_across_matches_the_sequential_sweep(rng):
+    # runs of (0, 1) moves longer than _SWEEP_STEPS, exact ties and forbidden cells
+    n_long = 0
+    for _ in range(300):
+        w = int(rng.integers(1, 120))
+        acc = np.cumsum(rng.uniform(-0.2, 1.0, size=w)) + rng.choice([0.0, 5.0])
+        if rng.uniform() < 0.3:
+            acc = np.floor(acc * 4) / 4  # quarters and the penalties below: exact ties
+        acc[rng.uniform(size=w) < 0.2] = np.inf
+        extra = rng.choice([0.0, 0.05, 0.25], size=w) + rng.choice([0.0, 0.1], size=w) * rng.uniform(size=w)
+        extra[rng.uniform(size=w) < 0.05] = np.inf
+        expected, expected_back = acc.copy(), np.zeros(w, dtype=np.int8)
+        for t in range(1, w):
+            if expected[t - 1] + extra[t] < expected[t]:
+                expected[t], expected_back[t] = expected[t - 1] + extra[t], 7
+        got, back = acc.copy(), np.zeros(w, dtype=np.int8)
+        _sweep_across(got, back, extra.copy(), 7)
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(back, expected_back)
+        runs = np.diff(np.concatenate([[0], expected_back == 7, [0]]).astype(int))
+        n_long += (np.flatnonzero(runs == -1) - np.flatnonzero(runs == 1) > 2 * _SWEEP_STEPS).any()
+    assert n_long > 20
 
 
 def test_slope_limits_hold_in_speech_runs_with_pauses(rng):
@@ -598,7 +733,7 @@ def test_uniform_soft_rows_equal_plain_limits(rng, soft_value):
         assert with_soft.cost == plain.cost
 
 
-def test_numba_matches_reference_with_soft_rows(rng):
+def test_solver_matches_reference_with_soft_rows(rng):
     n_solved = n_soft_used = 0
     for _ in range(400):
         costs, col_start, ends, options = _random_case(rng)
@@ -710,7 +845,7 @@ def test_planted_path_keeps_a_fixed_run_straight(rng):
     assert not off_truth[:50].any() and not off_truth[180:].any()
 
 
-def test_numba_matches_reference_with_fixed_rows(rng):
+def test_solver_matches_reference_with_fixed_rows(rng):
     n_solved = n_changed = 0
     for _ in range(400):
         costs, col_start, ends, options = _random_case(rng)
