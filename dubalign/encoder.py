@@ -153,6 +153,7 @@ class SyncEncoder(nn.Module):
         self, lips: torch.Tensor | None, crops: torch.Tensor | None, vmask: torch.Tensor,
         mel: torch.Tensor, amask: torch.Tensor, *, n_query: int = 768,
         near: int = 2, generator: torch.Generator | None = None,
+        hard_weight: float = 0.0, hard_frames: int = 20,
     ) -> tuple[torch.Tensor, float]:
         """Symmetric InfoNCE on the FEATURE_RATE grid, the sync task itself.
 
@@ -162,6 +163,8 @@ class SyncEncoder(nn.Module):
         the audio frame at the same time and the negatives every other audio frame of the batch:
         the same clip at every other offset (the hard negatives) and the other clips. Frames within
         ``near`` of the positive are neither (they sound the same). The same in the other direction.
+        ``hard_weight`` > 0 adds that much of a second InfoNCE whose negatives are only the same
+        clip within ``hard_frames`` of the positive (the offsets where alignment errors live).
         Returns (loss, share of queries whose best match is the positive).
         """
         v = self.embed_video(lips, crops, vmask if crops is not None else None)  # (B, T, E)
@@ -182,11 +185,14 @@ class SyncEncoder(nn.Module):
         close &= q[:, None] != torch.arange(B * Ta, device=a.device)[None]
         scale = self.logit_scale.exp().clamp(max=100.0)
         flat_v, flat_a = vu.reshape(B * Ta, -1), a.reshape(B * Ta, -1)
+        local = (clip[q, None] == clip[None]) & ((frame[q, None] - frame[None]).abs() <= hard_frames)
         loss, acc = 0.0, 0.0
         for queries, keys, key_ok in ((flat_v, flat_a, a_ok), (flat_a, flat_v, v_ok)):
             logits = scale * queries[q] @ keys.T  # (Q, B*Ta)
             logits = logits.masked_fill(close | ~key_ok[None], float("-inf"))
             loss = loss + F.cross_entropy(logits, q) / 2
+            if hard_weight > 0:
+                loss = loss + hard_weight * F.cross_entropy(logits.masked_fill(~local, float("-inf")), q) / 2
             acc += (logits.argmax(1) == q).float().mean().item() / 2
         return loss, acc
 

@@ -273,6 +273,10 @@ def main() -> None:
                     help="leave out fold K of a stable N-way split of the clips (to measure them)")
     ap.add_argument("--offsets", type=Path, default=None,
                     help="clip_offsets.py table: re-time the clips measured off by 2+ frames")
+    ap.add_argument("--hard-weight", type=float, default=0.0,
+                    help="weight of a second loss against the same clip within --hard-frames only")
+    ap.add_argument("--hard-frames", type=int, default=20,
+                    help="audio frames (10 ms) either side of the positive for --hard-weight")
     ap.add_argument("--min-confidence", type=float, default=0.0,
                     help="with --offsets: re-time only clips measured with this confidence")
     args = ap.parse_args()
@@ -331,7 +335,8 @@ def main() -> None:
         b = {k: v.to(device) for k, v in b.items()}
         model.train()
         loss, acc = model.loss(b["lips"], b.get("crops"), b["vmask"], b["mel"], b["amask"],
-                               n_query=args.queries, near=NEAR_FRAMES, generator=gen)
+                               n_query=args.queries, near=NEAR_FRAMES, generator=gen,
+                               hard_weight=args.hard_weight, hard_frames=args.hard_frames)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
