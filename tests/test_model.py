@@ -82,7 +82,8 @@ def test_upsample_video_is_linear_between_frames():
     np.testing.assert_allclose(up[0, -1].numpy(), [0.0, 1.0], atol=1e-6)  # held past the end
 
 
-def test_training_step_decreases_loss():
+@pytest.mark.parametrize("hard_weight", [0.0, 0.5])
+def test_training_step_decreases_loss(hard_weight):
     """A few steps on one fixed batch whose audio follows the lips: the loss must fall."""
     torch.manual_seed(0)
     B, T = 4, 20
@@ -97,7 +98,7 @@ def test_training_step_decreases_loss():
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(8):
-        loss, _ = model.loss(lips, crops, vmask, mel, amask, n_query=64,
+        loss, _ = model.loss(lips, crops, vmask, mel, amask, n_query=64, hard_weight=hard_weight,
                              generator=torch.Generator().manual_seed(1))
         opt.zero_grad()
         loss.backward()
@@ -105,6 +106,19 @@ def test_training_step_decreases_loss():
         losses.append(loss.item())
     assert all(np.isfinite(losses))
     assert losses[-1] < losses[0] - 0.1
+
+
+def test_hard_negatives_add_a_loss_over_the_same_clip_nearby():
+    torch.manual_seed(0)
+    B, T = 2, 20
+    args = (torch.randn(B, T, N_LIP_FEATURES), torch.randn(B, T, CROP_H, CROP_W),
+            torch.ones(B, T, dtype=torch.bool), torch.randn(B, T * AUDIO_PER_VIDEO, N_MELS),
+            torch.ones(B, T * AUDIO_PER_VIDEO, dtype=torch.bool))
+    model = SyncEncoder(tiny()).eval()
+    base, _ = model.loss(*args, n_query=32, generator=torch.Generator().manual_seed(1))
+    both, _ = model.loss(*args, n_query=32, hard_weight=1.0, generator=torch.Generator().manual_seed(1))
+    # the local softmax has fewer negatives, so its loss is positive and below the global one
+    assert base.item() < both.item() < 2 * base.item()
 
 
 def test_checkpoint_round_trip_and_corruption(rng, tmp_path):
@@ -193,3 +207,52 @@ def test_embed_video_at_given_times_matches_frames(rng):
     grid = model.embed_video(track, times=np.arange(0, 1.0, 0.01))
     assert grid.shape == (100, 8)
     np.testing.assert_allclose(np.linalg.norm(grid, axis=1), 1.0, atol=1e-4)
+
+
+# ---- the training scripts' data helpers -----------------------------------------------------
+
+
+def _script(name: str):
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        return __import__(name)
+    finally:
+        sys.path.pop(0)
+
+
+def test_clip_offset_finds_a_planted_offset_and_narrows_for_short_clips():
+    clip_offsets = _script("clip_offsets")
+    eval_offsets = _script("eval_offsets")
+    rng = np.random.default_rng(0)
+    fps, n, late = 25.0, 120, 3  # the sound comes 3 frames late
+    emb = rng.normal(size=(n + 40, 16))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    times = np.arange(n) / fps
+    audio = np.repeat(emb, 4, axis=0)  # FEATURE_RATE = 4 x 25 Hz; audio frame 4k is video frame k
+    video = emb[:n]  # picture frame k shows what the (rolled) audio says at k + late
+    audio = np.roll(audio, 4 * late, axis=0)
+    dist, ok = eval_offsets.offset_distances(video, audio, times, fps)
+    offset, confidence, used = clip_offsets.clip_offset(dist, ok, np.ones(n, bool))
+    assert offset == late and confidence > 0.5 and used >= clip_offsets.MIN_FRAMES
+    # 30 frames: too short for +-15, measured over a narrower range
+    dist, ok = eval_offsets.offset_distances(video[:30], audio, times[:30], fps)
+    offset, _, used = clip_offsets.clip_offset(dist, ok, np.ones(30, bool))
+    assert offset == late and used >= clip_offsets.MIN_FRAMES
+    assert clip_offsets.clip_offset(dist[:5], ok[:5], np.ones(5, bool))[2] == 0  # not measured
+
+
+def test_folds_split_the_clips_in_two_stable_halves():
+    in_fold = _script("clip_offsets").in_fold
+    names = [f"clip{i}" for i in range(200)]
+    first = {n for n in names if in_fold(n, (0, 2))}
+    assert first == {n for n in names if not in_fold(n, (1, 2))} and 60 < len(first) < 140
+    assert all(in_fold(n, None) for n in names)
+
+
+def test_retime_mel_brings_late_sound_into_sync():
+    retime_mel = _script("train").retime_mel
+    mel = np.arange(20, dtype=np.float32)[:, None] * np.ones((1, 3), np.float32)
+    np.testing.assert_array_equal(retime_mel(mel, 0.05)[:, 0], np.arange(5, 20))  # 50 ms late
+    early = retime_mel(mel, -0.03)
+    assert early.shape == (23, 3) and (early[:3] == 0).all() and (early[3:] == mel).all()
+    assert retime_mel(mel, 0.0) is mel
