@@ -168,10 +168,14 @@ def _report(result: BatchResult, quiet: bool) -> None:
               help="Write a preview per take (review/CUE_TAKE.mp4: the cue's picture region with the aligned "
                    "take, re-encoded), played on the review page.")
 @alignment_options
+@click.option("--adapt-from", type=click.Path(dir_okay=False), default=None, metavar="PICTURE",
+              help="Adapt the lip model first to the face and clean, in-sync sound of a picture of the "
+                   "speaker (e.g. a shot of the reel with good production sound); every cue uses it, "
+                   "adapted once per worker.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, warnings or summary on stderr.")
 def batch(cues, picture, out_dir, jobs, resume, overwrite, fps, reel_start, column_map, template,
           handles, plots, previews, guide, max_shift, model, renderer, tightness, min_stretch, max_stretch,
-          quiet):
+          adapt_from, quiet):
     out = Path(out_dir) if out_dir else Path(cues).resolve().parent / "aligned"
     if resume and overwrite:
         _fail("--resume and --overwrite contradict each other: pick one")
@@ -186,7 +190,7 @@ def batch(cues, picture, out_dir, jobs, resume, overwrite, fps, reel_start, colu
             # several cues at once already use the cores: each tracks its lips in one thread
             align=AlignConfig(guide=guide, max_shift=max_shift, model=model, renderer=renderer,
                               tightness=tightness, min_stretch=min_stretch, max_stretch=max_stretch,
-                              workers=1 if jobs > 1 else 0),
+                              adapt_from=adapt_from, workers=1 if jobs > 1 else 0),
             picture=Path(picture) if picture else None,
             fps=parse_rate(fps) if fps else None,
             column_map=parse_column_map(column_map), template=template, handles=handles,

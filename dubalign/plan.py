@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .cuelist import Controls, Cue, CueList
-from .errors import DubalignError, ParameterError
+from .errors import DubalignError, MediaError, ParameterError
 from .media import PictureInfo, probe_picture
 from .pipeline import AlignConfig
 from .timecode import FrameRate, Timecode, parse_rate, parse_timecode, seconds_to_timecode, timecode_to_seconds
@@ -65,6 +65,8 @@ class BatchConfig:
             parse_timecode(self.reel_start)
         check_template(self.template)
         self.align.check()
+        if self.align.adapt_from is not None and not probe_picture(self.align.adapt_from).has_audio:
+            raise MediaError(f"--adapt-from: {self.align.adapt_from} has no audio track to adapt the lip model on")
 
 
 @dataclass(frozen=True)

@@ -847,3 +847,25 @@ def test_pool_runs_cues_in_workers(tmp_path):
     assert (sf.info(out / "B1_a.wav").frames, read_bext(out / "B1_a.wav").time_reference) == (144000, 0)
     assert len(list((out / ".cache").glob("*.npz"))) == 2
     assert not temp_files(out)
+
+
+def test_cli_adapts_the_lip_model_for_the_whole_reel(tmp_path):
+    from fractions import Fraction
+
+    from helpers import grid_clip, reencode
+
+    shutil.copy(CLIP / "dub.wav", tmp_path / "t.wav")
+    cues = write_cues(tmp_path / "c.csv", [["cue", "take", "picture"], ["1", "t.wav", str(CLIP / "picture.mkv")]])
+    runner = CliRunner()
+    r = runner.invoke(batch_command, [str(cues), "-o", str(tmp_path / "out"), "-q",
+                                      "--adapt-from", str(grid_clip("bbas3a"))])
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "out" / "reports" / "1.json").read_text())
+    adaptation = report["alignments"]["t"]["adaptation"]
+    assert adaptation["picture"].endswith("bbas3a.mkv") and isinstance(adaptation["kept"], bool)
+    # a picture without sound is refused before any cue runs
+    silent = reencode(grid_clip(), tmp_path / "silent.mkv", Fraction(25))
+    r = runner.invoke(batch_command, [str(cues), "-o", str(tmp_path / "out2"), "--adapt-from", str(silent)])
+    assert r.exit_code != 0 and r.output.count("\n") == 1
+    assert r.output.startswith("dubalign: error: --adapt-from:") and "no audio track" in r.output
+    assert not (tmp_path / "out2" / "reports").exists()
