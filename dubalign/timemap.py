@@ -421,7 +421,7 @@ def solve_pentadiagonal(d0: np.ndarray, d1: np.ndarray, d2: np.ndarray, b: np.nd
 
     What ``scipy.linalg.solveh_banded`` does for this band, without importing scipy (a third of a
     second of a short line's start-up). The recursion is sequential, so it runs on Python floats:
-    a few milliseconds for a minute of dub at PATH_RATE.
+    about 20 ms for a minute of dub at PATH_RATE (6,000 rows) on the development machine.
 
     d0 : np.ndarray [shape=(n,)]
         The diagonal, ``A[i, i]``.
