@@ -255,7 +255,7 @@ class NumpyEncoder:
         if self.cfg.uses_lips:
             parts.append(np.asarray(lips, np.float32))
         if self.cfg.uses_crops:
-            parts.append(self.crop_features(np.asarray(crops, np.float32)))
+            parts.append(self.crop_features(crops))
         return _run_temporal(np.concatenate(parts, axis=1), self.video)
 
     def embed_audio(self, mel: np.ndarray) -> np.ndarray:
@@ -263,10 +263,13 @@ class NumpyEncoder:
         return _run_temporal(np.asarray(mel, np.float32), self.audio)
 
     def crop_features(self, crops: np.ndarray) -> np.ndarray:
-        """The mouth-crop CNN: crops [shape=(N, H, W)] -> [shape=(N, crop_dim)], CROP_BATCH at a time."""
+        """The mouth-crop CNN: crops [shape=(N, H, W)] -> [shape=(N, crop_dim)], CROP_BATCH at a time.
+
+        ``crops`` may be anything sliced into arrays (model._GridCrops makes its rows per slice)."""
         out = np.empty((len(crops), self.cfg.crop_dim), np.float32)
         for s in range(0, len(crops), CROP_BATCH):
-            x = avg_pool(crops[s:s + CROP_BATCH], self.cfg.crop_pool)[..., None]  # (n, h, w, 1)
+            batch = np.asarray(crops[s:s + CROP_BATCH], np.float32)
+            x = avg_pool(batch, self.cfg.crop_pool)[..., None]  # (n, h, w, 1)
             for conv in self.crop_convs:
                 x = gelu(conv2d(x, conv))  # (n, h / 2, w / 2, c)
             out[s:s + len(x)] = x.reshape(len(x), -1) @ self.crop_fc.w + self.crop_fc.b

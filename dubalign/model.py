@@ -121,22 +121,63 @@ def resample_track(
     """
     n = len(times)
     flat = feats.reshape(n, -1).astype(np.float32)
-    ok = np.flatnonzero(present)
-    if len(ok) == 0:
-        return np.zeros((len(grid), *feats.shape[1:]), np.float32), np.zeros(len(grid), bool)
-    t_ok = times[ok]
-    j = np.clip(np.searchsorted(t_ok, grid), 1, max(1, len(ok) - 1))
-    if len(ok) == 1:
-        out = np.repeat(flat[ok], len(grid), axis=0)
+    plan = _interpolation(times, present, grid)
+    if plan is None:
+        out = np.zeros((len(grid), flat.shape[1]), np.float32)
     else:
-        t0, t1 = t_ok[j - 1], t_ok[j]
-        w = np.clip((grid - t0) / np.maximum(t1 - t0, 1e-9), 0.0, 1.0)[:, None].astype(np.float32)
-        out = flat[ok[j - 1]] * (1 - w) + flat[ok[j]] * w
+        i0, i1, w = plan
+        out = flat[i0] * (1 - w) + flat[i1] * w
     nearest = np.clip(np.searchsorted(times, grid), 1, max(1, n - 1))
     left = np.abs(grid - times[nearest - 1]) <= np.abs(times[np.minimum(nearest, n - 1)] - grid)
     idx = np.where(left, nearest - 1, np.minimum(nearest, n - 1))
     pres = present[idx] & (grid <= times[-1] + 1.0 / VIDEO_RATE)
     return out.reshape(len(grid), *feats.shape[1:]), pres
+
+
+def _interpolation(
+    times: np.ndarray, present: np.ndarray, grid: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """How resample_track makes each grid row: ``rows[i0] * (1 - w) + rows[i1] * w`` with
+    (i0, i1 [shape=(len(grid),)] source frames with a face, w [shape=(len(grid), 1)] float32);
+    None when no frame has a face."""
+    ok = np.flatnonzero(present)
+    if len(ok) == 0:
+        return None
+    if len(ok) == 1:
+        return np.repeat(ok, len(grid)), np.repeat(ok, len(grid)), np.zeros((len(grid), 1), np.float32)
+    t_ok = times[ok]
+    j = np.clip(np.searchsorted(t_ok, grid), 1, len(ok) - 1)
+    t0, t1 = t_ok[j - 1], t_ok[j]
+    w = np.clip((grid - t0) / np.maximum(t1 - t0, 1e-9), 0.0, 1.0)[:, None].astype(np.float32)
+    return ok[j - 1], ok[j], w
+
+
+class _GridCrops:
+    """``resample_track(times, present, standardize_crops(crops), grid)[0]``, made a slice of grid
+    rows at a time (``crops[a:b]``; ``np.asarray`` makes all of it). The whole float copy and its
+    temporaries took 1.5 GB for a 10-minute picture; the uint8 crops are 4.6 kB a frame."""
+
+    def __init__(self, times: np.ndarray, present: np.ndarray, crops: np.ndarray, grid: np.ndarray):
+        self.crops = crops
+        self.plan = _interpolation(times, present, grid)
+        self.shape = (len(grid), *crops.shape[1:])
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        if not isinstance(rows, slice):
+            raise TypeError("grid crops are read a slice of rows at a time")
+        n = len(range(*rows.indices(len(self))))
+        if self.plan is None:
+            return np.zeros((n, *self.shape[1:]), np.float32)
+        i0, i1, w = (a[rows] for a in self.plan)
+        w = w[:, :, None]  # (n, 1, 1) against (n, H, W)
+        return standardize_crops(self.crops[i0]) * (1 - w) + standardize_crops(self.crops[i1]) * w
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self[0:len(self)]
+        return out if dtype is None else out.astype(dtype)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -201,7 +242,7 @@ class LipSyncModel:
             feats = lip_features(track.lips, track.blendshapes, track.present)
             lips, _ = resample_track(times, track.present, feats, grid)
         if self.cfg.uses_crops:
-            crops, _ = resample_track(times, track.present, standardize_crops(track.crops), grid)
+            crops = _GridCrops(times, track.present, track.crops, grid)
         emb = self._run("embed_video", lips, crops)  # (T_grid, E)
         # back to the track's own frame times or the requested ones (linear), renormalised
         out_times = times if out_t is None else np.asarray(out_t, dtype=np.float64)
@@ -231,7 +272,7 @@ class LipSyncModel:
         import torch  # a torch encoder was given: torch is loaded already
 
         with torch.no_grad():
-            batch = [None if a is None else torch.from_numpy(a)[None] for a in arrays]
+            batch = [None if a is None else torch.from_numpy(np.asarray(a))[None] for a in arrays]
             return getattr(self._torch, method)(*batch)[0].numpy()
 
 

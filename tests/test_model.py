@@ -256,3 +256,20 @@ def test_retime_mel_brings_late_sound_into_sync():
     early = retime_mel(mel, -0.03)
     assert early.shape == (23, 3) and (early[:3] == 0).all() and (early[3:] == mel).all()
     assert retime_mel(mel, 0.0) is mel
+
+
+@pytest.mark.parametrize("faces", ["all", "gaps", "one", "none"])
+def test_grid_crops_equal_the_whole_resampled_copy(rng, faces):
+    from dubalign.model import _GridCrops, standardize_crops, video_grid
+
+    n = 40
+    times = np.arange(n) / 29.97
+    present = {"all": np.ones(n, bool), "gaps": rng.random(n) < 0.6, "one": np.arange(n) == 7,
+               "none": np.zeros(n, bool)}[faces]
+    crops = rng.integers(0, 256, (n, CROP_H, CROP_W), dtype=np.uint8)
+    grid = video_grid(float(times[-1]))
+    whole, _ = resample_track(times, present, standardize_crops(crops), grid)
+    lazy = _GridCrops(times, present, crops, grid)
+    assert len(lazy) == len(grid)
+    np.testing.assert_array_equal(np.asarray(lazy), whole)
+    np.testing.assert_array_equal(np.concatenate([lazy[0:5], lazy[5:len(lazy)]]), whole)
