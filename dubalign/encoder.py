@@ -185,7 +185,8 @@ class SyncEncoder(nn.Module):
         close &= q[:, None] != torch.arange(B * Ta, device=a.device)[None]
         scale = self.logit_scale.exp().clamp(max=100.0)
         flat_v, flat_a = vu.reshape(B * Ta, -1), a.reshape(B * Ta, -1)
-        local = (clip[q, None] == clip[None]) & ((frame[q, None] - frame[None]).abs() <= hard_frames)
+        if hard_weight > 0:
+            local = (clip[q, None] == clip[None]) & ((frame[q, None] - frame[None]).abs() <= hard_frames)
         loss, acc = 0.0, 0.0
         for queries, keys, key_ok in ((flat_v, flat_a, a_ok), (flat_a, flat_v, v_ok)):
             logits = scale * queries[q] @ keys.T  # (Q, B*Ta)
