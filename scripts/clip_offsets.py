@@ -38,6 +38,17 @@ MIN_FRAMES = 15  # picture frames with a face and audio at every offset tried
 MIN_RANGE = 3  # picture frames either side: a clip too short for this is not measured
 
 
+def parse_fold(text: str) -> tuple[int, int]:
+    """``"K/N"`` -> (K, N), fold K of a stable N-way split (see in_fold)."""
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"a fold must read K/N, e.g. 0/2, not {text!r}") from None
+    if not 0 <= k < n:
+        raise ValueError(f"a fold K/N needs 0 <= K < N, not {text!r}")
+    return k, n
+
+
 def in_fold(name: str, fold: tuple[int, int] | None) -> bool:
     """Whether clip ``name`` belongs to fold ``(k, n)`` of a stable n-way split (None: all do)."""
     return fold is None or zlib.crc32(name.encode()) % fold[1] == fold[0]
@@ -67,7 +78,10 @@ def main() -> None:
     ap.add_argument("--fold", default=None, metavar="K/N",
                     help="only the clips of fold K of N (measured by a model trained without them)")
     args = ap.parse_args()
-    fold = tuple(int(x) for x in args.fold.split("/")) if args.fold else None
+    try:
+        fold = parse_fold(args.fold) if args.fold else None
+    except ValueError as e:
+        ap.error(f"--fold: {e}")
 
     model = load_model(args.model)
     rows = []

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from clip_offsets import in_fold  # noqa: E402
+from clip_offsets import in_fold, parse_fold  # noqa: E402
 
 from dubalign.encoder import SyncEncoder, save_checkpoint  # noqa: E402
 from dubalign.model import (  # noqa: E402
@@ -282,12 +282,10 @@ def main() -> None:
     args = ap.parse_args()
     if not 0.0 < args.fraction <= 1.0:
         ap.error("--fraction must be in (0, 1]")
-    skip_fold = None
-    if args.skip_fold is not None:
-        k, n = (int(x) for x in args.skip_fold.split("/"))
-        if not 0 <= k < n:
-            ap.error("--skip-fold must be K/N with 0 <= K < N")
-        skip_fold = (k, n)
+    try:
+        skip_fold = parse_fold(args.skip_fold) if args.skip_fold is not None else None
+    except ValueError as e:
+        ap.error(f"--skip-fold: {e}")
     offsets = read_offsets(args.offsets, args.min_confidence) if args.offsets else None
 
     torch.set_num_threads(args.threads)

@@ -247,6 +247,11 @@ def test_folds_split_the_clips_in_two_stable_halves():
     first = {n for n in names if in_fold(n, (0, 2))}
     assert first == {n for n in names if not in_fold(n, (1, 2))} and 60 < len(first) < 140
     assert all(in_fold(n, None) for n in names)
+    parse_fold = _script("clip_offsets").parse_fold
+    assert parse_fold("1/2") == (1, 2)
+    for bad in ("2/2", "x/2", "1"):
+        with pytest.raises(ValueError, match="K/N"):
+            parse_fold(bad)
 
 
 def test_retime_mel_brings_late_sound_into_sync():
