@@ -46,6 +46,7 @@ from .sync import (
     guide_weight,
     same_take_contrast,
     sync_features,
+    with_fine_guide,
 )
 from .timemap import TimeMap, anchored_shift, path_to_timemap
 from .units import FEATURE_RATE, PATH_RATE, frames_to_seconds
@@ -568,6 +569,7 @@ def _guide_evidence(placement: Placement) -> dict | None:
         "envelope_agreement": round(placement.guide_agreement, 3),
         "speech_above_noise_floor_db": round(trust.range_db, 1),
         "same_performance_pitch_contrast": round(trust.same_take, 3),
+        "fine_guide": trust.same_performance,
         "trust": round(trust.factor, 3),
     }
 
@@ -594,8 +596,9 @@ def place_dub(
     With a guide, the dub is placed once, then the placed dub sets the guide's weight: how well the
     picture's audio follows it (a guide that hardly does, such as music or wild sound, is weighted
     down or dropped) and whether that audio is clean or the dub's own performance (a new
-    performance under noise is dropped, see sync.GuideTrust); when that lowers it, the dub is placed
-    again. Maps aim up to LIPS_ONLY_AIM_S later, in proportion to the lips' share, unless the
+    performance under noise is dropped, see sync.GuideTrust). The dub's own performance is then
+    guided by its fine spectral detail too (sync.FINE_CEPSTRA). When either changes the costs, the
+    dub is placed again. Maps aim up to LIPS_ONLY_AIM_S later, in proportion to the lips' share, unless the
     editor's sync points pin them.
     """
     hook = hook or _noop
@@ -610,8 +613,12 @@ def place_dub(
         )
         hook("guide_trust", trust)
         weight = guide_weight(agreement) * trust.factor
-        if weight < sync.guide_weight and config.guide == "auto":
+        lowered = weight < sync.guide_weight and config.guide == "auto"
+        if lowered:
             sync = replace(sync, guide_weight=weight)
+        if trust.same_performance:
+            sync = with_fine_guide(sync, feats.mel, picture_y16)
+        if lowered or trust.same_performance:
             path, timemap = _solve_map(
                 sync, config=config, speech=feats.speech, pauses=feats.pauses, tails=feats.tails
             )

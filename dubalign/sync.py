@@ -15,7 +15,7 @@ Two sources of cost, each z-scored per row inside the band so that they mix on o
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -25,12 +25,21 @@ from .units import ANALYSIS_SR, PATH_RATE
 
 GATHER_FLOATS = 4_000_000  # size of the temporary (rows, width, dim) gather computed at once
 N_CEPSTRA = 13  # cepstral coefficients of the guide features (c0, the level, left out)
+# The guide of the dub's own performance (see GuideTrust.same_performance) keeps the finer spectral
+# detail as well (up to cepstrum 30 of 40 mel bands: the low harmonics, so the intonation), which a
+# new performance of the line does not share. Benchmark dev warped cases, noisy pictures, guide alone
+# on the pipeline's path: 13 cepstra 77.1, 20: 83.4, 30: 88.4, 39: 88.2 % in sync; fused with the
+# lips at the guide temperatures below 0.04 / 0.03 / 0.02 / 0.015: 87.9 / 89.3 / 89.6 / 89.9 (13
+# cepstra at 0.04: 83.6). Clean warped 92.9 -> 93.3. Given to every picture, 30 cepstra lost on new
+# performances (clean natural 93.1 -> 88.0, fluent 92.5 -> 91.7), hence the switch.
+FINE_CEPSTRA = 30
 DELTA_WIDTH = 5  # frames over which the guide's deltas are taken
 # Softmax temperatures of the two sources' distances. Only their ratio (and the path penalties)
 # matter; chosen on the benchmark's warped dev cases, where a flat optimum spans ratios 3 to 4
 # (noisy pictures: guide alone 86 %, fused 92 to 93 % in sync on the truth maps).
 LIP_TEMPERATURE = 0.15  # the trained encoder's cosine distances
 GUIDE_TEMPERATURE = 0.04  # the guide's cepstral cosine distances
+FINE_GUIDE_TEMPERATURE = 0.02  # the same with FINE_CEPSTRA (the dub's own performance)
 # Weight of |dub speech activity - picture mouth activity| added to the fused cost (in the same
 # negative-log-probability units). Lips-only in-sync % on the benchmark's dev cases at weights
 # 0 / 1.5 / 3: warped 57.5 / 60.0 / 57.9, re-performance 29.3 / 32.0 / 34.0.
@@ -58,6 +67,11 @@ GUIDE_FULL_AGREEMENT = 0.5  # the guide counts in full from this agreement
 # spliced read 83.5 / 76.6 / 52.8 and noisy warped 80.9 -> 83.6; clean unchanged.
 GUIDE_CLEAN_RANGE_DB = (12.0, 20.0)
 GUIDE_SAME_TAKE = (0.05, 0.10)
+# The pitch contrast of the dub's own performance grows with the picture audio's range (less noise,
+# clearer harmonics), so the fine guide is used when the contrast per dB of range reaches this. Dev
+# benchmark cases (contrast per 100 dB): the same take 1.3 to 4.8 clean and 0.15 to 3.3 under babble
+# (20 of 22 from 1.18 up); new performances of the line -0.12 to 0.99, clean or noisy.
+SAME_PERFORMANCE_PER_DB = 0.011
 DIGITAL_SILENCE_DB = -120.0  # frames below this are the zeros before a track starts, not a noise floor
 PITCH_WIN = 1024  # samples at ANALYSIS_SR (64 ms): resolves the harmonics of voices from 80 Hz up
 PITCH_QUEFRENCY = (32, 200)  # samples: the cepstrum's pitch region, periods 2 to 12.5 ms (500 to 80 Hz)
@@ -91,6 +105,8 @@ class SyncFeatures:
     guide_dub, guide_pic : [shape=(n_dub, M)], [shape=(n_pic, M)] unit cepstral vectors, or None
     guide_weight : weight of the guide term in [0, 1] (0 without picture audio; set from
         :func:`guide_agreement` by the orchestrator)
+    guide_temperature : softmax temperature of the guide distances (GUIDE_TEMPERATURE, or
+        FINE_GUIDE_TEMPERATURE for the fine guide of the dub's own performance)
     pad : seconds of padding before picture time 0 (column 0 = picture time -pad)
     factor : how many PATH_RATE frames each row/column stands for (1, or pooled)
     """
@@ -107,6 +123,7 @@ class SyncFeatures:
     guide_weight: float
     pad: float
     factor: int = 1
+    guide_temperature: float = GUIDE_TEMPERATURE
 
     @property
     def n_dub(self) -> int:
@@ -138,6 +155,7 @@ class SyncFeatures:
             pic_activity=pool(self.pic_activity),
             guide_dub=unit(pool(self.guide_dub)), guide_pic=unit(pool(self.guide_pic)),
             guide_weight=self.guide_weight, pad=self.pad, factor=self.factor * factor,
+            guide_temperature=self.guide_temperature,
         )
 
     def band(self, col_start: np.ndarray, width: int) -> SyncMatrix:
@@ -161,7 +179,7 @@ class SyncFeatures:
         fused += ACTIVITY_WEIGHT * np.abs(self.dub_activity[:, None] - self.pic_activity[idx])
         if self.guide_dub is not None and self.guide_weight > 0:
             guide = banded_distance(self.guide_dub, self.guide_pic, col_start, width)
-            fused += self.guide_weight * row_neg_log_softmax(guide, GUIDE_TEMPERATURE)
+            fused += self.guide_weight * row_neg_log_softmax(guide, self.guide_temperature)
         costs = np.where(np.isfinite(lip), fused, np.inf).astype(np.float32)
         return SyncMatrix(costs=costs, col_start=col_start)
 
@@ -277,6 +295,11 @@ class GuideTrust:
     def factor(self) -> float:
         return max(self.clean, self.own_performance)
 
+    @property
+    def same_performance(self) -> bool:
+        """Clearly the dub's own performance: its fine spectral detail may guide (FINE_CEPSTRA)."""
+        return self.range_db > 0 and self.same_take >= SAME_PERFORMANCE_PER_DB * self.range_db
+
 
 def _ramp(x: float, lo_hi: tuple[float, float]) -> float:
     lo, hi = lo_hi
@@ -365,34 +388,45 @@ def sync_features(
     )
 
 
+def with_fine_guide(features: SyncFeatures, dub_mel: np.ndarray, picture_y16: np.ndarray) -> SyncFeatures:
+    """``features`` with the fine guide of the dub's own performance (FINE_CEPSTRA, at
+    FINE_GUIDE_TEMPERATURE) in place of the envelope guide; unpooled features only."""
+    if features.factor != 1:
+        raise ValueError("the fine guide replaces the guide of unpooled features only")
+    grid = np.arange(features.n_pic) / PATH_RATE - features.pad
+    guide_dub, guide_pic = guide_vectors(dub_mel, picture_y16, grid, n_cepstra=FINE_CEPSTRA)
+    return replace(features, guide_dub=guide_dub, guide_pic=guide_pic, guide_temperature=FINE_GUIDE_TEMPERATURE)
+
+
 def guide_vectors(
-    dub_mel: np.ndarray, picture_y16: np.ndarray, grid: np.ndarray
+    dub_mel: np.ndarray, picture_y16: np.ndarray, grid: np.ndarray, *, n_cepstra: int = N_CEPSTRA
 ) -> tuple[np.ndarray, np.ndarray]:
     """Unit-length cepstral vectors of the dub (rows) and the picture audio (columns).
 
     Cepstra (the spectral envelope, without level) with their deltas, normalised per utterance:
     on the benchmark's noisy pictures they beat normalised log-mel by a wide margin (85 % against
-    71 % in sync, guide alone), and tie on clean ones.
+    71 % in sync, guide alone), and tie on clean ones. ``n_cepstra``: N_CEPSTRA (the envelope,
+    which a new performance of the line shares), or FINE_CEPSTRA for the dub's own performance.
     """
-    pic = cepstral_features(log_mel(picture_y16))
+    pic = cepstral_features(log_mel(picture_y16), n_cepstra)
     n = len(pic)
     # picture audio frame k sits at picture time k / PATH_RATE; columns before 0 or past the end
     # of the track get the quietest frame (silence), which is what the picture plays there
     frames = np.round(grid * PATH_RATE).astype(int)
     quiet = pic[np.argmin(np.abs(pic).sum(axis=1))]
     cols = np.where(((frames >= 0) & (frames < n))[:, None], pic[np.clip(frames, 0, n - 1)], quiet)
-    rows = cepstral_features(dub_mel)
+    rows = cepstral_features(dub_mel, n_cepstra)
     rows /= np.linalg.norm(rows, axis=1, keepdims=True) + 1e-8
     cols /= np.linalg.norm(cols, axis=1, keepdims=True) + 1e-8
     return rows.astype(np.float32), cols.astype(np.float32)
 
 
-def cepstral_features(mel: np.ndarray) -> np.ndarray:
-    """Cepstral coefficients 1..N_CEPSTRA of log-mel frames and their deltas, z-scored over time.
+def cepstral_features(mel: np.ndarray, n_cepstra: int = N_CEPSTRA) -> np.ndarray:
+    """Cepstral coefficients 1..n_cepstra of log-mel frames and their deltas, z-scored over time.
 
-    mel : [shape=(n_frames, N_MELS)]; returns [shape=(n_frames, 2 * N_CEPSTRA)]
+    mel : [shape=(n_frames, N_MELS)]; returns [shape=(n_frames, 2 * n_cepstra)]
     """
-    c = mel @ _dct_basis(mel.shape[1])[:, 1 : N_CEPSTRA + 1]
+    c = mel @ _dct_basis(mel.shape[1])[:, 1 : n_cepstra + 1]
     c = (c - c.mean(axis=0)) / (c.std(axis=0) + 1e-6)
     return np.hstack([c, deltas(c)]).astype(np.float32)
 

@@ -9,10 +9,12 @@ import pytest
 from helpers import grid_audio, grid_words, to_rate
 
 import dubalign.sync as sync_module
-from dubalign.audio import speech_activity
+from dubalign.audio import log_mel, speech_activity
 from dubalign.lips import CROP_H, CROP_W, LIP_POINTS, N_BLENDSHAPES, LipTrack
 from dubalign.sync import (
     ACTIVITY_WEIGHT,
+    FINE_CEPSTRA,
+    FINE_GUIDE_TEMPERATURE,
     GUIDE_CLEAN_RANGE_DB,
     GUIDE_SAME_TAKE,
     GUIDE_TEMPERATURE,
@@ -22,10 +24,12 @@ from dubalign.sync import (
     banded_distance,
     frame_validity,
     guide_agreement,
+    guide_vectors,
     guide_weight,
     picture_grid,
     row_neg_log_softmax,
     same_take_contrast,
+    with_fine_guide,
 )
 from dubalign.timemap import TimeMap
 from dubalign.units import ANALYSIS_SR, PATH_RATE
@@ -254,6 +258,32 @@ def test_the_same_take_keeps_its_pitch_under_babble_and_a_new_performance_does_n
     assert GuideTrust(audio_range_db(noisy), new_noisy).factor < 0.5
     assert GuideTrust(audio_range_db(noisy), same_noisy).factor == 1.0
     assert GuideTrust(audio_range_db(picture), new_clean).factor == 1.0
+    # and only the same take, clean or noisy, is guided by its fine spectral detail
+    assert GuideTrust(audio_range_db(picture), same_clean).same_performance
+    assert GuideTrust(audio_range_db(noisy), same_noisy).same_performance
+    assert not GuideTrust(audio_range_db(picture), new_clean).same_performance
+    assert not GuideTrust(audio_range_db(noisy), new_noisy).same_performance
+
+
+def test_fine_guide_replaces_the_envelope_guide(rng):
+    y, sr = grid_audio()
+    y16 = to_rate(y, sr, ANALYSIS_SR)
+    mel = log_mel(y16)
+    features = dataclasses.replace(random_features(rng, n_dub=len(mel)), pad=0.3)
+    grid = np.arange(features.n_pic) / PATH_RATE - features.pad
+    fine = with_fine_guide(features, mel, y16)
+    assert fine.guide_temperature == FINE_GUIDE_TEMPERATURE < GUIDE_TEMPERATURE == features.guide_temperature
+    assert fine.guide_dub.shape == (len(mel), 2 * FINE_CEPSTRA) and fine.guide_pic.shape[0] == features.n_pic
+    expected = guide_vectors(mel, y16, grid, n_cepstra=FINE_CEPSTRA)
+    np.testing.assert_array_equal(fine.guide_dub, expected[0])
+    np.testing.assert_array_equal(fine.guide_pic, expected[1])
+    assert fine.lip_dub is features.lip_dub and fine.guide_weight == features.guide_weight
+    # the same picture frame is the nearest of its row (a dub that is the picture's own audio)
+    row = 100
+    col = round((row / PATH_RATE + fine.pad) * PATH_RATE)
+    assert np.argmax(fine.guide_pic @ fine.guide_dub[row]) == col
+    with pytest.raises(ValueError, match="unpooled"):
+        with_fine_guide(features.pooled(2), mel, y16)
 
 
 def test_guide_cepstra_and_deltas_are_scipys(rng):
