@@ -18,6 +18,8 @@ from dubalign.sync import (
     GUIDE_CLEAN_RANGE_DB,
     GUIDE_SAME_TAKE,
     GUIDE_TEMPERATURE,
+    LIP_DIAGONAL_FRAMES,
+    LIP_DIAGONAL_STEP,
     GuideTrust,
     SyncFeatures,
     audio_range_db,
@@ -160,11 +162,44 @@ def test_band_marks_cells_outside_the_picture(rng, guide):
     assert np.isfinite(m.costs[~outside]).all()
 
 
+def dense_diagonal_distance(f: SyncFeatures) -> np.ndarray:
+    """SyncFeatures.lip_distance over the whole matrix, cell by cell."""
+    full = dense_distance(f.lip_dub, f.lip_pic)
+    out = np.empty_like(full)
+    for i in range(f.n_dub):
+        for j in range(f.n_pic):
+            taps = [
+                full[i + k, j + k] for k in range(-LIP_DIAGONAL_FRAMES, LIP_DIAGONAL_FRAMES + 1, LIP_DIAGONAL_STEP)
+                if 0 <= i + k < f.n_dub and 0 <= j + k < f.n_pic and f.lip_valid[j + k] and not f.dub_pause[i + k]
+            ]
+            out[i, j] = np.mean(taps) if taps else full[i, j]
+    return out
+
+
+def test_lip_distance_averages_along_the_diagonal(rng, monkeypatch):
+    pause = np.zeros(103, bool)
+    pause[30:45] = True
+    f = dataclasses.replace(random_features(rng, guide=False), dub_pause=pause)
+    col_start = np.linspace(-15, f.n_pic - 10, f.n_dub).astype(np.int64)
+    width = 40
+    got = f.lip_distance(col_start, width)
+    dense = dense_diagonal_distance(f)
+    cols = col_start[:, None] + np.arange(width)
+    inside = (cols >= 0) & (cols < f.n_pic)
+    rows = np.broadcast_to(np.arange(f.n_dub)[:, None], cols.shape)
+    np.testing.assert_allclose(got[inside], dense[rows[inside], cols[inside]], rtol=1e-5)
+    assert np.isinf(got[~inside]).all()
+    # pooled features reach as far in time, in fewer (coarser) frames; no reach: the plain distance
+    assert np.isfinite(f.pooled(4).lip_distance(col_start[::4] // 4, 10)).any()
+    monkeypatch.setattr(sync_module, "LIP_DIAGONAL_FRAMES", 0)
+    np.testing.assert_array_equal(f.lip_distance(col_start, width), banded_distance(f.lip_dub, f.lip_pic, col_start, width))
+
+
 def test_band_without_guide_is_the_lip_log_softmax(rng):
     f = random_features(rng, guide=False)
     col_start = np.full(f.n_dub, 20, np.int64)
     m = f.band(col_start, 30)
-    lip = dense_distance(f.lip_dub, f.lip_pic)[:, 20:50]
+    lip = dense_diagonal_distance(f)[:, 20:50]
     valid = f.lip_valid[20:50][None, :].repeat(f.n_dub, 0)
     np.testing.assert_allclose(m.costs, row_neg_log_softmax(lip, 0.2, valid=valid), rtol=1e-5)
     # columns 40..49 (band 20..29): no face, the row's mean
@@ -176,7 +211,7 @@ def test_band_with_guide_adds_the_weighted_guide_term(rng):
     f = random_features(rng, guide=True)
     col_start = np.full(f.n_dub, 20, np.int64)
     m = f.band(col_start, 30)
-    lip = dense_distance(f.lip_dub, f.lip_pic)[:, 20:50]
+    lip = dense_diagonal_distance(f)[:, 20:50]
     guide = dense_distance(f.guide_dub, f.guide_pic)[:, 20:50]
     valid = f.lip_valid[20:50][None, :].repeat(f.n_dub, 0)
     expected = row_neg_log_softmax(lip, 0.2, valid=valid) + 0.5 * row_neg_log_softmax(guide, GUIDE_TEMPERATURE)
@@ -192,13 +227,14 @@ def test_band_pause_rows_are_neutral_and_activity_must_match(rng):
     mouth[25:35] = 1.0  # the mouth speaks in columns 25..34 only
     g = dataclasses.replace(f, dub_pause=pause, dub_activity=act, pic_activity=mouth)
     col_start = np.full(f.n_dub, 20, np.int64)
-    base, m = f.band(col_start, 30).costs, g.band(col_start, 30).costs
+    lips_only = dataclasses.replace(g, dub_activity=np.zeros_like(act), pic_activity=np.zeros_like(mouth))
+    base, m = lips_only.band(col_start, 30).costs, g.band(col_start, 30).costs
     # pause rows: the lip term is flat (its row mean), plus ACTIVITY_WEIGHT where the mouth moves
-    flat = base[10:20].mean(axis=1, keepdims=True)
-    expected = flat + ACTIVITY_WEIGHT * mouth[20:50][None, :]
-    np.testing.assert_allclose(m[10:20], np.broadcast_to(expected, (10, 30)), rtol=1e-5)
+    np.testing.assert_allclose(base[10:20], np.broadcast_to(base[10:20].mean(axis=1, keepdims=True), (10, 30)), rtol=1e-5)
+    np.testing.assert_allclose(m[10:20], base[10:20] + ACTIVITY_WEIGHT * mouth[20:50][None, :], rtol=1e-5)
     # speech rows: the lip term, plus ACTIVITY_WEIGHT where the mouth rests
     np.testing.assert_allclose(m[30:], base[30:] + ACTIVITY_WEIGHT * (1.0 - mouth[20:50])[None, :], rtol=1e-5)
+    assert np.ptp(base[30:], axis=1).min() > 0  # not flat
 
 
 def test_guide_agreement_is_high_for_clean_speech_and_lower_under_babble(rng):
