@@ -195,8 +195,9 @@ class SyncFeatures:
             # distances and usable taps of the block, padded by the reach on every side
             dist = np.zeros((r1 - r0 + 2 * reach, c1 - c0 + 2 * reach), np.float32)
             use = np.zeros(dist.shape, np.float32)
-            dist[reach : reach + r1 - r0, reach : reach + c1 - c0] = 1.0 - self.lip_dub[r0:r1] @ self.lip_pic[c0:c1].T
-            use[reach : reach + r1 - r0, reach : reach + c1 - c0] = np.outer(~self.dub_pause[r0:r1], self.lip_valid[c0:c1])
+            block = (slice(reach, reach + r1 - r0), slice(reach, reach + c1 - c0))
+            dist[block] = 1.0 - self.lip_dub[r0:r1] @ self.lip_pic[c0:c1].T
+            use[block] = np.outer(~self.dub_pause[r0:r1], self.lip_valid[c0:c1])
             rows = slice(lo - r0 + reach, hi - r0 + reach)
             own = dist[rows, reach : reach + c1 - c0]
             total = np.zeros(own.shape, np.float32)
