@@ -597,12 +597,15 @@ def place_dub(
     picture's audio follows it (a guide that hardly does, such as music or wild sound, is weighted
     down or dropped) and whether that audio is clean or the dub's own performance (a new
     performance under noise is dropped, see sync.GuideTrust). The dub's own performance is then
-    guided by its fine spectral detail too (sync.FINE_CEPSTRA). When either changes the costs, the
-    dub is placed again. Maps aim up to LIPS_ONLY_AIM_S later, in proportion to the lips' share, unless the
+    guided by its fine spectral detail too (sync.FINE_CEPSTRA). When either changes the costs (or
+    the editor's tightness is below 1: the guide is judged on the free placement), the dub is
+    placed again. Maps aim up to LIPS_ONLY_AIM_S later, in proportion to the lips' share, unless the
     editor's sync points pin them.
     """
     hook = hook or _noop
-    path, timemap = _solve_map(sync, config=config, speech=feats.speech, pauses=feats.pauses, tails=feats.tails)
+    # the guide is judged on the dub's free placement, whatever the editor's tightness
+    first = config if sync.guide_dub is None or config.tightness == 1.0 else replace(config, tightness=1.0)
+    path, timemap = _solve_map(sync, config=first, speech=feats.speech, pauses=feats.pauses, tails=feats.tails)
     agreement = trust = None
     if sync.guide_dub is not None:
         agreement = guide_agreement(feats.y16, picture_y16, timemap)
@@ -618,7 +621,7 @@ def place_dub(
             sync = replace(sync, guide_weight=weight)
         if trust.same_performance:
             sync = with_fine_guide(sync, feats.mel, picture_y16)
-        if lowered or trust.same_performance:
+        if lowered or trust.same_performance or first is not config:
             path, timemap = _solve_map(
                 sync, config=config, speech=feats.speech, pauses=feats.pauses, tails=feats.tails
             )

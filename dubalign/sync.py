@@ -39,17 +39,16 @@ DELTA_WIDTH = 5  # frames over which the guide's deltas are taken
 # matter; chosen on the benchmark's warped dev cases, where a flat optimum spans ratios 3 to 4
 # (noisy pictures: guide alone 86 %, fused 92 to 93 % in sync on the truth maps).
 LIP_TEMPERATURE = 0.15  # the trained encoder's cosine distances
-# The lip distance of a cell is averaged along its diagonal, over +-LIP_DIAGONAL_FRAMES of dub and
-# picture time together (every LIP_DIAGONAL_STEP frames: the picture's 25 Hz), leaving out dub pauses
-# and frames without a face: evidence over half a second, where the encoder sees about 0.7 s and
-# the row softmax would otherwise judge each dub frame alone. Lips-only in-sync % on the benchmark's
-# dev cases (warped / spliced / fluent / natural), one run each:
-#   none 70.1 / 52.8 / 83.1 / 76.0;  +-12: 68.5 / 51.3 / 83.1 / 76.9;  +-24: 72.4 / 47.7 / 82.6 / 81.2;
-#   +-40: 73.8 / 44.2 / 83.8 / 78.1;  +-24 without dub pauses: 71.9 / 50.5 / 82.6 / 79.7 (kept);
-#   +-40 without dub pauses: 72.5 / 46.7 / 83.6 / 78.1.
-# Including the dub's pauses reads a new pause of the actor's against the picture's speech (the
-# spliced track's loss).
-LIP_DIAGONAL_FRAMES = 24
+# The lip distance of a cell may be averaged along its diagonal, over +-LIP_DIAGONAL_FRAMES of dub
+# and picture time together (every LIP_DIAGONAL_STEP frames: the picture's 25 Hz), leaving out dub
+# pauses and frames without a face: evidence over a longer span than the encoder's ~0.7 s, where the
+# row softmax judges each dub frame alone. Measured lips-only (in-sync %, one run each), and not
+# kept: it moves cases both ways and gains nothing overall.
+#   benchmark dev cases, warped / spliced / fluent / natural: none 70.1 / 52.8 / 83.1 / 76.0;
+#   +-12: 68.5 / 51.3 / 83.1 / 76.9; +-24: 72.4 / 47.7 / 82.6 / 81.2; +-40: 73.8 / 44.2 / 83.8 / 78.1;
+#   +-24 without dub pauses: 71.9 / 50.5 / 82.6 / 79.7; +-40 without: 72.5 / 46.7 / 83.6 / 78.1;
+#   ../shared/eval's warped dev cases, +-24 without dub pauses: 71.1 -> 70.1 (7 cases down, 2 up).
+LIP_DIAGONAL_FRAMES = 0
 LIP_DIAGONAL_STEP = 4
 GUIDE_TEMPERATURE = 0.04  # the guide's cepstral cosine distances
 FINE_GUIDE_TEMPERATURE = 0.02  # the same with FINE_CEPSTRA (the dub's own performance)
@@ -172,15 +171,17 @@ class SyncFeatures:
         )
 
     def lip_distance(self, col_start: np.ndarray, width: int) -> np.ndarray:
-        """Lip cosine distances over a band, averaged along each cell's diagonal.
+        """Lip cosine distances over a band (cells past the picture axis are inf).
 
-        Cell (i, j) is the mean of the distances at (i + k, j + k) for k in +-LIP_DIAGONAL_FRAMES
-        (every LIP_DIAGONAL_STEP, both in PATH_RATE frames, so fewer once pooled), over the k whose
-        dub row is not in a pause, whose picture frame shows the face, and which stay inside both
-        axes; a cell with none keeps its own distance. Cells past the picture axis are inf.
+        With LIP_DIAGONAL_FRAMES > 0 (not the default), cell (i, j) is the mean of the distances
+        at (i + k, j + k) for k in +-LIP_DIAGONAL_FRAMES (every LIP_DIAGONAL_STEP, both in
+        PATH_RATE frames, so fewer once pooled), over the k whose dub row is not in a pause, whose
+        picture frame shows the face, and which stay inside both axes; a cell with none keeps its
+        own distance.
 
         Computed a block of rows at a time: one matrix product over the block's rows and columns
-        (with the reach added on every side), then the diagonal sums as shifted slices of it.
+        (with the reach added on every side; about 4x faster than gathering the band), then the
+        diagonal sums as shifted slices of it.
         """
         reach = LIP_DIAGONAL_FRAMES // self.factor
         step = max(1, LIP_DIAGONAL_STEP // self.factor)
@@ -192,27 +193,28 @@ class SyncFeatures:
             r0, r1 = max(lo - reach, 0), min(hi + reach, n)
             c0 = int(np.clip(col_start[lo:hi].min() - reach, 0, n_pic))
             c1 = int(np.clip(col_start[lo:hi].max() + width + reach, c0, n_pic))
-            # distances and usable taps of the block, padded by the reach on every side
+            if c1 == c0:  # the whole block lies past the picture axis
+                continue
+            # distances of the block, padded by the reach on every side
             dist = np.zeros((r1 - r0 + 2 * reach, c1 - c0 + 2 * reach), np.float32)
-            use = np.zeros(dist.shape, np.float32)
             block = (slice(reach, reach + r1 - r0), slice(reach, reach + c1 - c0))
             dist[block] = 1.0 - self.lip_dub[r0:r1] @ self.lip_pic[c0:c1].T
-            use[block] = np.outer(~self.dub_pause[r0:r1], self.lip_valid[c0:c1])
             rows = slice(lo - r0 + reach, hi - r0 + reach)
-            own = dist[rows, reach : reach + c1 - c0]
-            total = np.zeros(own.shape, np.float32)
-            count = np.zeros(own.shape, np.float32)
-            for k in range(-reach, reach + 1, step):
-                r = slice(rows.start + k, rows.stop + k)
-                c = slice(reach + k, reach + k + c1 - c0)
-                total += dist[r, c] * use[r, c]
-                count += use[r, c]
-            mean = np.where(count > 0, total / np.maximum(count, 1.0), own)
+            mean = dist[rows, reach : reach + c1 - c0]
+            if reach:
+                use = np.zeros(dist.shape, np.float32)  # taps that count
+                use[block] = np.outer(~self.dub_pause[r0:r1], self.lip_valid[c0:c1])
+                total = np.zeros(mean.shape, np.float32)
+                count = np.zeros(mean.shape, np.float32)
+                for k in range(-reach, reach + 1, step):
+                    r = slice(rows.start + k, rows.stop + k)
+                    c = slice(reach + k, reach + k + c1 - c0)
+                    total += dist[r, c] * use[r, c]
+                    count += use[r, c]
+                mean = np.where(count > 0, total / np.maximum(count, 1.0), mean)
             cols = col_start[lo:hi, None] + offsets
-            inside = (cols >= 0) & (cols < n_pic)
-            local = np.clip(cols - c0, 0, max(c1 - c0 - 1, 0))
-            if c1 > c0:
-                out[lo:hi] = np.where(inside, np.take_along_axis(mean, local, axis=1), np.inf)
+            local = np.clip(cols - c0, 0, c1 - c0 - 1)
+            out[lo:hi] = np.where((cols >= 0) & (cols < n_pic), np.take_along_axis(mean, local, axis=1), np.inf)
         return out
 
     def band(self, col_start: np.ndarray, width: int) -> SyncMatrix:

@@ -18,8 +18,6 @@ from dubalign.sync import (
     GUIDE_CLEAN_RANGE_DB,
     GUIDE_SAME_TAKE,
     GUIDE_TEMPERATURE,
-    LIP_DIAGONAL_FRAMES,
-    LIP_DIAGONAL_STEP,
     GuideTrust,
     SyncFeatures,
     audio_range_db,
@@ -166,17 +164,26 @@ def dense_diagonal_distance(f: SyncFeatures) -> np.ndarray:
     """SyncFeatures.lip_distance over the whole matrix, cell by cell."""
     full = dense_distance(f.lip_dub, f.lip_pic)
     out = np.empty_like(full)
+    reach, step = sync_module.LIP_DIAGONAL_FRAMES, sync_module.LIP_DIAGONAL_STEP
     for i in range(f.n_dub):
         for j in range(f.n_pic):
             taps = [
-                full[i + k, j + k] for k in range(-LIP_DIAGONAL_FRAMES, LIP_DIAGONAL_FRAMES + 1, LIP_DIAGONAL_STEP)
+                full[i + k, j + k] for k in range(-reach, reach + 1, step)
                 if 0 <= i + k < f.n_dub and 0 <= j + k < f.n_pic and f.lip_valid[j + k] and not f.dub_pause[i + k]
             ]
             out[i, j] = np.mean(taps) if taps else full[i, j]
     return out
 
 
+def test_lip_distance_is_the_cosine_distance(rng):
+    f = random_features(rng, guide=False)
+    col_start = np.linspace(-15, f.n_pic - 10, f.n_dub).astype(np.int64)
+    plain = banded_distance(f.lip_dub, f.lip_pic, col_start, 40)
+    np.testing.assert_allclose(f.lip_distance(col_start, 40), plain, rtol=1e-5, atol=1e-6)
+
+
 def test_lip_distance_averages_along_the_diagonal(rng, monkeypatch):
+    monkeypatch.setattr(sync_module, "LIP_DIAGONAL_FRAMES", 24)
     pause = np.zeros(103, bool)
     pause[30:45] = True
     f = dataclasses.replace(random_features(rng, guide=False), dub_pause=pause)
@@ -189,11 +196,8 @@ def test_lip_distance_averages_along_the_diagonal(rng, monkeypatch):
     rows = np.broadcast_to(np.arange(f.n_dub)[:, None], cols.shape)
     np.testing.assert_allclose(got[inside], dense[rows[inside], cols[inside]], rtol=1e-5)
     assert np.isinf(got[~inside]).all()
-    # pooled features reach as far in time, in fewer (coarser) frames; no reach: the plain distance
+    # pooled features reach as far in time, in fewer (coarser) frames
     assert np.isfinite(f.pooled(4).lip_distance(col_start[::4] // 4, 10)).any()
-    monkeypatch.setattr(sync_module, "LIP_DIAGONAL_FRAMES", 0)
-    plain = banded_distance(f.lip_dub, f.lip_pic, col_start, width)
-    np.testing.assert_allclose(f.lip_distance(col_start, width), plain, rtol=1e-5, atol=1e-6)
 
 
 def test_band_without_guide_is_the_lip_log_softmax(rng):
