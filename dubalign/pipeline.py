@@ -282,6 +282,8 @@ class AlignmentResult:
             "not used" if self.guide_weight == 0 else
             "used" if self.guide_weight >= 1 else f"used at weight {self.guide_weight:.2f}"
         )
+        if self.guide_weight > 0 and (self.guide_evidence or {}).get("fine_guide"):
+            guide += " (the dub's own performance: its fine spectral detail too)"
         text = (
             f"The line's speech plays from {first:.3f} s to {last:.3f} s on the picture "
             f"({'later' if shift >= 0 else 'earlier'} by {abs(shift) * 1000:.0f} ms at its start), "

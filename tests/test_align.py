@@ -91,6 +91,7 @@ def test_offset_recovered_with_the_guide(guided):
     evidence = guided.guide_evidence
     assert evidence["speech_above_noise_floor_db"] > 20 and evidence["same_performance_pitch_contrast"] > 0.3
     assert evidence["trust"] == 1.0 and evidence["fine_guide"]
+    assert "the dub's own performance" in guided.summary()["text"]
     y, sr = grid_audio()
     picture_audio = to_rate(y, sr, DUB_SR)
     assert abs(lag_seconds(guided.audio[:, 0], picture_audio, DUB_SR)) <= TOLERANCE
