@@ -41,7 +41,9 @@ def test_plot_is_a_png_of_the_stated_size(aligned, tmp_path):
         assert im.format == "PNG"
         assert im.size == (int(PLOT_SIZE[0] * PLOT_DPI), int(PLOT_SIZE[1] * PLOT_DPI))
         pixels = np.asarray(im.convert("RGB"))
-    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 1000  # an image, text and curves, not a blank page
+    # an image, text and curves, not a blank page (a blank one has a handful of colours; this dub is the
+    # picture's own take, whose sharp fine guide leaves most of the cost panel one colour)
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 300
     assert out.stat().st_size < 200_000
 
 
