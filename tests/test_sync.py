@@ -307,6 +307,16 @@ def test_the_same_take_keeps_its_pitch_under_babble_and_a_new_performance_does_n
     assert not GuideTrust(audio_range_db(noisy), new_noisy).same_performance
 
 
+def test_same_performance_by_contrast_outright_or_per_db_of_range():
+    # a clean picture with a wide range: its contrast outright
+    assert GuideTrust(range_db=40.0, same_take=0.3).same_performance
+    assert not GuideTrust(range_db=40.0, same_take=0.2).same_performance  # a clean new performance
+    # under babble the same take's contrast falls with the range
+    assert GuideTrust(range_db=8.0, same_take=0.1).same_performance
+    assert not GuideTrust(range_db=8.0, same_take=0.06).same_performance
+    assert not GuideTrust(range_db=0.0, same_take=0.1).same_performance  # silence: no range to judge by
+
+
 def test_fine_guide_replaces_the_envelope_guide(rng):
     y, sr = grid_audio()
     y16 = to_rate(y, sr, ANALYSIS_SR)
