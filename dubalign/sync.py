@@ -24,7 +24,7 @@ from .lips import LipTrack, mouth_activity
 from .units import ANALYSIS_SR, PATH_RATE
 
 GATHER_FLOATS = 4_000_000  # size of the temporary (rows, width, dim) gather computed at once
-LIP_BLOCK_ROWS = 256  # dub rows whose diagonal lip distances are computed together (SyncFeatures.lip_distance)
+LIP_BLOCK_ROWS = 256  # dub rows whose lip distances are computed together (SyncFeatures.lip_distance)
 N_CEPSTRA = 13  # cepstral coefficients of the guide features (c0, the level, left out)
 # The guide of the dub's own performance (see GuideTrust.same_performance) keeps the finer spectral
 # detail as well (up to cepstrum 30 of 40 mel bands: the low harmonics, so the intonation), which a
