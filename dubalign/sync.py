@@ -23,8 +23,7 @@ from .audio import frame_energy_db, log_mel
 from .lips import LipTrack, mouth_activity
 from .units import ANALYSIS_SR, PATH_RATE
 
-GATHER_FLOATS = 4_000_000  # size of the temporary (rows, width, dim) gather computed at once
-LIP_BLOCK_ROWS = 256  # dub rows whose lip distances are computed together (SyncFeatures.lip_distance)
+BAND_BLOCK_ROWS = 256  # dub rows whose banded distances come from one matrix product (banded_distance)
 N_CEPSTRA = 13  # cepstral coefficients of the guide features (c0, the level, left out)
 # The guide of the dub's own performance (see GuideTrust.same_performance) keeps the finer spectral
 # detail as well (up to cepstrum 30 of 40 mel bands: the low harmonics, so the intonation), which a
@@ -39,17 +38,10 @@ DELTA_WIDTH = 5  # frames over which the guide's deltas are taken
 # matter; chosen on the benchmark's warped dev cases, where a flat optimum spans ratios 3 to 4
 # (noisy pictures: guide alone 86 %, fused 92 to 93 % in sync on the truth maps).
 LIP_TEMPERATURE = 0.15  # the trained encoder's cosine distances
-# The lip distance of a cell may be averaged along its diagonal, over +-LIP_DIAGONAL_FRAMES of dub
-# and picture time together (every LIP_DIAGONAL_STEP frames: the picture's 25 Hz), leaving out dub
-# pauses and frames without a face: evidence over a longer span than the encoder's ~0.7 s, where the
-# row softmax judges each dub frame alone. Measured lips-only (in-sync %, one run each), and not
-# kept: it moves cases both ways and gains nothing overall.
-#   benchmark dev cases, warped / spliced / fluent / natural: none 70.1 / 52.8 / 83.1 / 76.0;
-#   +-12: 68.5 / 51.3 / 83.1 / 76.9; +-24: 72.4 / 47.7 / 82.6 / 81.2; +-40: 73.8 / 44.2 / 83.8 / 78.1;
-#   +-24 without dub pauses: 71.9 / 50.5 / 82.6 / 79.7; +-40 without: 72.5 / 46.7 / 83.6 / 78.1;
-#   ../shared/eval's warped dev cases, +-24 without dub pauses: 71.1 -> 70.1 (7 cases down, 2 up).
-LIP_DIAGONAL_FRAMES = 0
-LIP_DIAGONAL_STEP = 4
+# Averaging each cell's lip distance along its diagonal (a longer context bought at the cost matrix)
+# was measured and not kept: +-240 ms gave 72.4 / 47.7 / 82.6 / 81.2 % lips-only in sync on the dev
+# warped / spliced / fluent / natural cases against 70.1 / 52.8 / 83.1 / 76.0, and lost on
+# ../shared/eval's warped cases (models/MODEL_CARD.md, "Inference-time levers").
 GUIDE_TEMPERATURE = 0.04  # the guide's cepstral cosine distances
 FINE_GUIDE_TEMPERATURE = 0.02  # the same with FINE_CEPSTRA (the dub's own performance)
 # Weight of |dub speech activity - picture mouth activity| added to the fused cost (in the same
@@ -175,53 +167,6 @@ class SyncFeatures:
             guide_temperature=self.guide_temperature,
         )
 
-    def lip_distance(self, col_start: np.ndarray, width: int) -> np.ndarray:
-        """Lip cosine distances over a band (cells past the picture axis are inf).
-
-        With LIP_DIAGONAL_FRAMES > 0 (not the default), cell (i, j) is the mean of the distances
-        at (i + k, j + k) for k in +-LIP_DIAGONAL_FRAMES (every LIP_DIAGONAL_STEP, both in
-        PATH_RATE frames, so fewer once pooled), over the k whose dub row is not in a pause, whose
-        picture frame shows the face, and which stay inside both axes; a cell with none keeps its
-        own distance.
-
-        Computed a block of rows at a time: one matrix product over the block's rows and columns
-        (with the reach added on every side; about 4x faster than gathering the band), then the
-        diagonal sums as shifted slices of it.
-        """
-        reach = LIP_DIAGONAL_FRAMES // self.factor
-        step = max(1, LIP_DIAGONAL_STEP // self.factor)
-        n, n_pic = self.n_dub, self.n_pic
-        out = np.full((n, width), np.inf, np.float32)
-        offsets = np.arange(width)
-        for lo in range(0, n, LIP_BLOCK_ROWS):
-            hi = min(lo + LIP_BLOCK_ROWS, n)
-            r0, r1 = max(lo - reach, 0), min(hi + reach, n)
-            c0 = int(np.clip(col_start[lo:hi].min() - reach, 0, n_pic))
-            c1 = int(np.clip(col_start[lo:hi].max() + width + reach, c0, n_pic))
-            if c1 == c0:  # the whole block lies past the picture axis
-                continue
-            # distances of the block, padded by the reach on every side
-            dist = np.zeros((r1 - r0 + 2 * reach, c1 - c0 + 2 * reach), np.float32)
-            block = (slice(reach, reach + r1 - r0), slice(reach, reach + c1 - c0))
-            dist[block] = 1.0 - self.lip_dub[r0:r1] @ self.lip_pic[c0:c1].T
-            rows = slice(lo - r0 + reach, hi - r0 + reach)
-            mean = dist[rows, reach : reach + c1 - c0]
-            if reach:
-                use = np.zeros(dist.shape, np.float32)  # taps that count
-                use[block] = np.outer(~self.dub_pause[r0:r1], self.lip_valid[c0:c1])
-                total = np.zeros(mean.shape, np.float32)
-                count = np.zeros(mean.shape, np.float32)
-                for k in range(-reach, reach + 1, step):
-                    r = slice(rows.start + k, rows.stop + k)
-                    c = slice(reach + k, reach + k + c1 - c0)
-                    total += dist[r, c] * use[r, c]
-                    count += use[r, c]
-                mean = np.where(count > 0, total / np.maximum(count, 1.0), mean)
-            cols = col_start[lo:hi, None] + offsets
-            local = np.clip(cols - c0, 0, c1 - c0 - 1)
-            out[lo:hi] = np.where((cols >= 0) & (cols < n_pic), np.take_along_axis(mean, local, axis=1), np.inf)
-        return out
-
     def band(self, col_start: np.ndarray, width: int) -> SyncMatrix:
         """Fused costs over a band (cells past the picture axis are +inf).
 
@@ -229,7 +174,7 @@ class SyncFeatures:
         row's picture frames), and the two are added: evidence from independent sources combines,
         and a row where one source is unsure (flat) leaves the decision to the other.
         """
-        lip = self.lip_distance(col_start, width)
+        lip = banded_distance(self.lip_dub, self.lip_pic, col_start, width)
         idx = np.clip(col_start[:, None] + np.arange(width), 0, self.n_pic - 1)
         fused = row_neg_log_softmax(lip, self.lip_temperature, valid=self.lip_valid[idx])
         # a pause in the dub says nothing about which mouth shape it meets: neutral lip cost...
@@ -271,19 +216,22 @@ def banded_distance(
     """Cosine distances (1 - dot product) between unit row vectors and a band of unit column vectors.
 
     rows : [shape=(n_dub, dim)], cols : [shape=(n_pic, dim)]. Cells past the last column are inf.
-    Returns [shape=(n_dub, width)] float32.
+    Returns [shape=(n_dub, width)] float32. One matrix product per BAND_BLOCK_ROWS rows, over the
+    columns their band spans (about 4x faster than gathering each row's band of vectors).
     """
     n_pic = len(cols)
-    out = np.empty((len(rows), width), np.float32)
+    out = np.full((len(rows), width), np.inf, np.float32)
     offsets = np.arange(width)
-    chunk = max(1, GATHER_FLOATS // max(1, width * rows.shape[1]))
-    for lo in range(0, len(rows), chunk):
-        hi = min(lo + chunk, len(rows))
+    for lo in range(0, len(rows), BAND_BLOCK_ROWS):
+        hi = min(lo + BAND_BLOCK_ROWS, len(rows))
+        c0 = int(np.clip(col_start[lo:hi].min(), 0, n_pic))
+        c1 = int(np.clip(col_start[lo:hi].max() + width, c0, n_pic))
+        if c1 == c0:  # the whole block lies past the picture axis
+            continue
+        dist = 1.0 - rows[lo:hi] @ cols[c0:c1].T
         idx = col_start[lo:hi, None] + offsets
-        band = cols[np.clip(idx, 0, n_pic - 1)]  # (rows, width, dim)
-        d = 1.0 - np.sum(band * rows[lo:hi, None, :], axis=-1)
-        d[(idx < 0) | (idx >= n_pic)] = np.inf
-        out[lo:hi] = d
+        local = np.clip(idx - c0, 0, c1 - c0 - 1)
+        out[lo:hi] = np.where((idx >= 0) & (idx < n_pic), np.take_along_axis(dist, local, axis=1), np.inf)
     return out
 
 

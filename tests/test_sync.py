@@ -73,7 +73,7 @@ def test_frame_validity():
 
 def test_banded_distance_matches_dense(rng, monkeypatch):
     n_dub, n_pic, dim, width = 300, 120, 8, 25
-    monkeypatch.setattr(sync_module, "GATHER_FLOATS", 64 * width * dim)  # 64 rows a chunk: 5 chunks
+    monkeypatch.setattr(sync_module, "BAND_BLOCK_ROWS", 64)  # 5 blocks
     rows = unit(rng.standard_normal((n_dub, dim)))
     cols = unit(rng.standard_normal((n_pic, dim)))
     col_start = rng.integers(-10, n_pic - 5, size=n_dub)
@@ -160,51 +160,11 @@ def test_band_marks_cells_outside_the_picture(rng, guide):
     assert np.isfinite(m.costs[~outside]).all()
 
 
-def dense_diagonal_distance(f: SyncFeatures) -> np.ndarray:
-    """SyncFeatures.lip_distance over the whole matrix, cell by cell."""
-    full = dense_distance(f.lip_dub, f.lip_pic)
-    out = np.empty_like(full)
-    reach, step = sync_module.LIP_DIAGONAL_FRAMES, sync_module.LIP_DIAGONAL_STEP
-    for i in range(f.n_dub):
-        for j in range(f.n_pic):
-            taps = [
-                full[i + k, j + k] for k in range(-reach, reach + 1, step)
-                if 0 <= i + k < f.n_dub and 0 <= j + k < f.n_pic and f.lip_valid[j + k] and not f.dub_pause[i + k]
-            ]
-            out[i, j] = np.mean(taps) if taps else full[i, j]
-    return out
-
-
-def test_lip_distance_is_the_cosine_distance(rng):
-    f = random_features(rng, guide=False)
-    col_start = np.linspace(-15, f.n_pic - 10, f.n_dub).astype(np.int64)
-    plain = banded_distance(f.lip_dub, f.lip_pic, col_start, 40)
-    np.testing.assert_allclose(f.lip_distance(col_start, 40), plain, rtol=1e-5, atol=1e-6)
-
-
-def test_lip_distance_averages_along_the_diagonal(rng, monkeypatch):
-    monkeypatch.setattr(sync_module, "LIP_DIAGONAL_FRAMES", 24)
-    pause = np.zeros(103, bool)
-    pause[30:45] = True
-    f = dataclasses.replace(random_features(rng, guide=False), dub_pause=pause)
-    col_start = np.linspace(-15, f.n_pic - 10, f.n_dub).astype(np.int64)
-    width = 40
-    got = f.lip_distance(col_start, width)
-    dense = dense_diagonal_distance(f)
-    cols = col_start[:, None] + np.arange(width)
-    inside = (cols >= 0) & (cols < f.n_pic)
-    rows = np.broadcast_to(np.arange(f.n_dub)[:, None], cols.shape)
-    np.testing.assert_allclose(got[inside], dense[rows[inside], cols[inside]], rtol=1e-5)
-    assert np.isinf(got[~inside]).all()
-    # pooled features reach as far in time, in fewer (coarser) frames
-    assert np.isfinite(f.pooled(4).lip_distance(col_start[::4] // 4, 10)).any()
-
-
 def test_band_without_guide_is_the_lip_log_softmax(rng):
     f = random_features(rng, guide=False)
     col_start = np.full(f.n_dub, 20, np.int64)
     m = f.band(col_start, 30)
-    lip = dense_diagonal_distance(f)[:, 20:50]
+    lip = dense_distance(f.lip_dub, f.lip_pic)[:, 20:50]
     valid = f.lip_valid[20:50][None, :].repeat(f.n_dub, 0)
     np.testing.assert_allclose(m.costs, row_neg_log_softmax(lip, 0.2, valid=valid), rtol=1e-5)
     # columns 40..49 (band 20..29): no face, the row's mean
@@ -216,7 +176,7 @@ def test_band_with_guide_adds_the_weighted_guide_term(rng):
     f = random_features(rng, guide=True)
     col_start = np.full(f.n_dub, 20, np.int64)
     m = f.band(col_start, 30)
-    lip = dense_diagonal_distance(f)[:, 20:50]
+    lip = dense_distance(f.lip_dub, f.lip_pic)[:, 20:50]
     guide = dense_distance(f.guide_dub, f.guide_pic)[:, 20:50]
     valid = f.lip_valid[20:50][None, :].repeat(f.n_dub, 0)
     expected = row_neg_log_softmax(lip, 0.2, valid=valid) + 0.5 * row_neg_log_softmax(guide, GUIDE_TEMPERATURE)
