@@ -38,12 +38,12 @@ DELTA_WIDTH = 5  # frames over which the guide's deltas are taken
 # matter; chosen on the benchmark's warped dev cases, where a flat optimum spans ratios 3 to 4
 # (noisy pictures: guide alone 86 %, fused 92 to 93 % in sync on the truth maps).
 LIP_TEMPERATURE = 0.15  # the trained encoder's cosine distances
+GUIDE_TEMPERATURE = 0.04  # the guide's cepstral cosine distances
+FINE_GUIDE_TEMPERATURE = 0.02  # the same with FINE_CEPSTRA (the dub's own performance)
 # Averaging each cell's lip distance along its diagonal (a longer context bought at the cost matrix)
 # was measured and not kept: +-240 ms gave 72.4 / 47.7 / 82.6 / 81.2 % lips-only in sync on the dev
 # warped / spliced / fluent / natural cases against 70.1 / 52.8 / 83.1 / 76.0, and lost on
 # ../shared/eval's warped cases (models/MODEL_CARD.md, "Inference-time levers").
-GUIDE_TEMPERATURE = 0.04  # the guide's cepstral cosine distances
-FINE_GUIDE_TEMPERATURE = 0.02  # the same with FINE_CEPSTRA (the dub's own performance)
 # Weight of |dub speech activity - picture mouth activity| added to the fused cost (in the same
 # negative-log-probability units). Lips-only in-sync % on the benchmark's dev cases at weights
 # 0 / 1.5 / 3: warped 57.5 / 60.0 / 57.9, re-performance 29.3 / 32.0 / 34.0.
